@@ -1,0 +1,5 @@
+"""``python -m privprep.pipeline`` runs the CLI."""
+
+from .cli import main
+
+main()

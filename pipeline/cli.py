@@ -1,0 +1,213 @@
+"""The ``privprep`` command line (SPEC §3). Exit codes come from one place, :func:`main`:
+0 success, 1 handled failure, 2 usage/config/input/key error; anything else is a bug (70).
+User errors print one line to stderr; ``--debug`` anywhere on the line shows tracebacks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from privprep.schemas.errors import NotAvailableError, PrivprepError
+from privprep.schemas.keyring import ALGORITHMS
+
+from . import api
+from .keyring import Keyring
+from .progress import Progress
+
+EXIT_BUG = 70
+app = typer.Typer(
+    name="privprep",
+    help="Privacy preprocessing for data that will train models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Create, list and rotate keyring keys (material is never printed).", no_args_is_help=True)
+federate_app = typer.Typer(help="Federated DP training.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(federate_app, name="federate")
+log = logging.getLogger("privprep")
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="pipeline config (YAML)"),
+    input: Optional[str] = typer.Option(None, "--input", help="override the config's input"),
+    output: Optional[str] = typer.Option(None, "--output", help="override the config's output run directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run, once this one succeeded"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate config, keys and input schema; write nothing"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
+) -> None:
+    """Run the pipeline of CONFIG."""
+    _logging(quiet)
+    if dry_run:
+        typer.echo(api.plan(config, input=input, output=output).describe())
+        return
+    result = api.run(config, input=input, output=output, overwrite=overwrite, progress=Progress(quiet=quiet))
+    if not quiet:
+        out = result.report["output"]
+        typer.echo(f"{result.run_dir}: {out['rows']:,} rows written, {out['rows_removed']:,} removed", err=True)
+
+
+@app.command()
+def sample(
+    rows: int = typer.Option(3000, "--rows", min=0, help="number of rows"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    seed: int = typer.Option(0, "--seed", help="random seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Generate the synthetic sample dataset (Faker, seeded)."""
+    from .sample import write_sample
+
+    _logging(quiet)
+    paths = write_sample(rows, out, seed=seed)
+    if not quiet:
+        typer.echo(f"wrote {rows:,} rows to {', '.join(str(p) for p in paths)}", err=True)
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Path = typer.Option(..., "--out", help="keyring file to create or add to"),
+    purpose: Optional[str] = typer.Option(None, "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
+    key_id: Optional[str] = typer.Option(None, "--id", help="id of the new key (with --purpose)"),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="do nothing if the keyring already exists"),
+) -> None:
+    """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose)."""
+    _logging(False)
+    if exist_ok and out.exists():
+        Keyring.load(out)
+        typer.echo(f"keyring {out} exists; left as it is", err=True)
+        return
+    ring = Keyring.create(out, purpose=purpose, key_id=key_id)
+    typer.echo(f"keyring {out}: {len(ring.entries())} key(s); material not shown", err=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    file: Path = typer.Argument(..., help="keyring file"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List key ids and purposes (never material)."""
+    _logging(False)
+    ring = Keyring.load(file)
+    primary = ring.primary_ids()
+    rows = [
+        {"id": e.id, "purpose": e.purpose, "algorithm": e.algorithm, "created": e.created.isoformat(), "primary": e.id in primary}
+        for e in ring.entries()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'id':<36} {'purpose':<13} {'algorithm':<12} {'created':<26} primary")
+    for row in rows:
+        typer.echo(f"{row['id']:<36} {row['purpose']:<13} {row['algorithm']:<12} {row['created']:<26} {'yes' if row['primary'] else ''}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    file: Path = typer.Argument(..., help="keyring file"),
+    purpose: str = typer.Option(..., "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
+) -> None:
+    """Add a new primary key of PURPOSE; older keys stay for decryption."""
+    _logging(False)
+    ring = Keyring.load(file)
+    entry = ring.add(purpose)
+    ring.save()
+    typer.echo(f"keyring {file}: new primary '{purpose}' key {entry.id}", err=True)
+
+
+def _not_yet(feature: str) -> None:
+    raise NotAvailableError(f"'privprep {feature}' is not available yet in this version of privprep")
+
+
+@app.command()
+def check(
+    input: str = typer.Argument(..., help="Parquet/CSV input"),
+    qi: str = typer.Option(..., "--qi", help="quasi-identifiers, comma-separated"),
+    sensitive: Optional[str] = typer.Option(None, "--sensitive"),
+    k: Optional[int] = typer.Option(None, "--k"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Measure k, l, t and re-identification risk of INPUT without changing it."""
+    _not_yet("check")
+
+
+@app.command()
+def decrypt(
+    run_dir: Path = typer.Argument(...),
+    keyring: Path = typer.Option(..., "--keyring"),
+    columns: str = typer.Option(..., "--columns"),
+    output: Optional[Path] = typer.Option(None, "--output"),
+) -> None:
+    """Reverse encrypt/tokenize columns of RUN_DIR for a holder of the keys."""
+    _not_yet("decrypt")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(...)) -> None:
+    """(Re)build report.html from report.json."""
+    _not_yet("report")
+
+
+@federate_app.command("simulate")
+def federate_simulate(
+    config: Path = typer.Argument(...),
+    sites: int = typer.Option(..., "--sites"),
+    partition: str = typer.Option("iid", "--partition"),
+    rounds: int = typer.Option(5, "--rounds"),
+) -> None:
+    """Split the input into N sites, sanitize each, train with FedAvg and DP-SGD."""
+    _not_yet("federate simulate")
+
+
+def _logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("privprep: %(message)s"))
+    root = logging.getLogger("privprep")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns (and exits with) the SPEC's exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    code = _dispatch(args, debug)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _dispatch(args: list[str], debug: bool) -> int:
+    try:
+        app(args=args, prog_name="privprep")  # handles --help and bad flags itself (exit 2)
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except PrivprepError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted; nothing was written")
+        return 130
+    except Exception as exc:  # a bug: say so without quoting data
+        if debug:
+            raise
+        _error(f"internal error ({type(exc).__name__}); this is a bug, rerun with --debug for the traceback")
+        return EXIT_BUG
+
+
+def _error(message: str) -> None:
+    typer.echo(f"privprep: error: {message}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

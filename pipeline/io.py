@@ -1,0 +1,182 @@
+"""Reading the input as a stream of Arrow batches, and writing the output in Parquet parts.
+
+Inputs are a Parquet file, a directory of Parquet files (searched recursively, hidden and ``_``
+files skipped, in sorted order), a glob, or CSV files. Every file's footer is checked up front so a
+truncated or foreign file fails before anything is written, naming the file. Scans read only the
+columns asked for, with bounded readahead, so memory does not grow with the input.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from privprep.schemas.errors import InputError
+
+log = logging.getLogger(__name__)
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+
+
+@dataclass
+class InputSource:
+    """The input files of a run, their common schema and row count."""
+
+    files: list[Path]
+    format: str
+    schema: pa.Schema
+    rows: int | None
+    delimiter: str = ","
+
+    @classmethod
+    def open(cls, spec: str, *, delimiter: str = ",") -> "InputSource":
+        files = discover(spec)
+        kinds = {("csv" if f.name.lower().endswith(CSV_SUFFIXES) else "parquet") for f in files}
+        if len(kinds) > 1:
+            raise InputError(f"input '{spec}' mixes CSV and Parquet files; point it at one kind")
+        fmt = kinds.pop()
+        if fmt == "parquet":
+            schema, rows = _check_parquet(files)
+        else:
+            schema, rows = _check_csv(files, delimiter), None
+        return cls(files=files, format=fmt, schema=schema, rows=rows, delimiter=delimiter)
+
+    def dataset(self) -> ds.Dataset:
+        if self.format == "parquet":
+            return ds.dataset([str(f) for f in self.files], format="parquet", schema=self.schema)
+        fmt = ds.CsvFileFormat(
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
+            convert_options=pacsv.ConvertOptions(column_types=self.schema),
+        )
+        return ds.dataset([str(f) for f in self.files], format=fmt, schema=self.schema)
+
+    def batches(self, columns: list[str] | None = None, *, batch_rows: int = 65_536) -> Iterator[pa.Table]:
+        """Yield the input in order as tables of at most ``batch_rows`` rows, only ``columns``."""
+        scanner = self.dataset().scanner(
+            columns=columns,
+            batch_size=batch_rows,
+            batch_readahead=2,
+            fragment_readahead=1,
+            use_threads=True,
+        )
+        try:
+            for batch in scanner.to_batches():
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"input '{self.files[0].parent}': a file could not be read ({_short(exc)})") from None
+
+
+def discover(spec: str) -> list[Path]:
+    """The input files named by ``spec`` (file, directory or glob), sorted; none found is an error."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and p.name.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES)
+            and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        )
+        if not files:
+            raise InputError(f"input directory '{spec}' holds no .parquet or .csv files")
+        return files
+    if glob.has_magic(spec):
+        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        if not files:
+            raise InputError(f"input pattern '{spec}' matches no files")
+        return files
+    raise InputError(f"input '{spec}' not found; give a Parquet or CSV file, a directory or a glob")
+
+
+def _check_parquet(files: list[Path]) -> tuple[pa.Schema, int]:
+    schema: pa.Schema | None = None
+    rows = 0
+    for file in files:
+        try:
+            meta = pq.read_metadata(file)
+            file_schema = pq.read_schema(file)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(
+                f"input file '{file}' is not a readable Parquet file ({_short(exc)}); it may be truncated or of another format"
+            ) from None
+        rows += meta.num_rows
+        file_schema = file_schema.remove_metadata()
+        if schema is None:
+            schema = file_schema
+        elif file_schema.names != schema.names:
+            raise InputError(f"input file '{file}' has columns {file_schema.names}, unlike '{files[0]}' ({schema.names})")
+        elif not file_schema.equals(schema):
+            try:
+                schema = pa.unify_schemas([schema, file_schema], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                raise InputError(f"input file '{file}' has column types that differ from '{files[0]}'") from None
+    assert schema is not None
+    return schema, rows
+
+
+def _check_csv(files: list[Path], delimiter: str) -> pa.Schema:
+    try:
+        reader = pacsv.open_csv(files[0], parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        return reader.schema
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"input file '{files[0]}' is not readable CSV ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of a library error, without quoting data."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+class PartWriter:
+    """Write tables as ``part-00000.parquet``, ``part-00001.parquet`` ... of at most ``rows_per_file`` rows."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, *, rows_per_file: int, compression: str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.rows_per_file = rows_per_file
+        self.compression = None if compression == "none" else compression
+        self.files: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._rows_in_file = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.schema != self.schema:
+            table = table.cast(self.schema)
+        start = 0
+        while start < table.num_rows:
+            if self._writer is None or self._rows_in_file >= self.rows_per_file:
+                self._roll()
+            take = min(table.num_rows - start, self.rows_per_file - self._rows_in_file)
+            assert self._writer is not None
+            self._writer.write_table(table.slice(start, take))
+            self._rows_in_file += take
+            self.rows += take
+            start += take
+
+    def close(self) -> list[Path]:
+        if self._writer is None:
+            self._roll()  # an empty input still gives one valid, empty part
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        return self.files
+
+    def _roll(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        path = self.directory / f"part-{len(self.files):05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
+        self.files.append(path)
+        self._rows_in_file = 0

@@ -1,0 +1,155 @@
+"""Keyring files (SPEC §6): create, add, list and resolve keys. Material never leaves this module
+except inside a :class:`SecretKey`, and is never printed or logged.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "dev.keyring"
+>>> ring = Keyring.create(path)
+>>> [k.purpose for k in ring.entries()], oct(path.stat().st_mode & 0o777)
+(['pseudonymize', 'tokenize', 'encrypt'], '0o600')
+>>> ring.resolve("pseudonymize", None).id == ring.entries()[0].id
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from privprep.schemas.errors import KeyringError
+from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, KeyringFile, SecretKey
+
+from .fsutil import write_text_atomic
+
+log = logging.getLogger(__name__)
+ENV_VAR = "PRIVPREP_KEYRING"
+
+
+class Keyring:
+    """A keyring file in memory. Within a purpose the last key is the primary one."""
+
+    def __init__(self, path: Path, document: KeyringFile) -> None:
+        self.path = Path(path)
+        self._document = document
+
+    # -- loading and saving -------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Keyring":
+        """Read a keyring; a missing or malformed file is a :class:`KeyringError`; loose permissions warn."""
+        path = Path(path)
+        if not path.is_file():
+            raise KeyringError(
+                f"keyring '{path}' not found; create one with: privprep keys new --out {path}"
+            )
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "keyring '%s' is readable by group or others (mode %s); restrict it with: chmod 600 %s",
+                path, oct(mode), path,
+            )
+        try:
+            document = KeyringFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise KeyringError(f"keyring '{path}' is not a JSON keyring file") from None
+        except ValidationError as exc:
+            where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+            raise KeyringError(f"keyring '{path}' is malformed at '{where}': {exc.errors()[0]['msg']}") from None
+        ring = cls(path, document)
+        for entry in document.keys:
+            ring._decode(entry)  # fail early on bad material, naming the key id
+        return ring
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, purpose: str | None = None, key_id: str | None = None) -> "Keyring":
+        """Create a keyring (or add to an existing one): one new key of ``purpose``, or without a purpose one
+        new primary key for each symmetric purpose."""
+        path = Path(path)
+        ring = cls.load(path) if path.exists() else cls(path, KeyringFile())
+        purposes = [purpose] if purpose else list(SYMMETRIC_PURPOSES)
+        if key_id is not None and len(purposes) != 1:
+            raise KeyringError("--id needs --purpose: without it one key per purpose is made")
+        for name in purposes:
+            ring.add(name, key_id=key_id)
+        ring.save()
+        return ring
+
+    def save(self) -> None:
+        """Write the keyring atomically with mode 0600."""
+        write_text_atomic(self.path, self._document.model_dump_json(indent=2) + "\n", mode=0o600)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def add(self, purpose: str, *, key_id: str | None = None) -> KeyEntry:
+        """Add a fresh random key of ``purpose``; it becomes that purpose's primary key."""
+        if purpose not in ALGORITHMS:
+            raise KeyringError(f"unknown key purpose '{purpose}'; use one of: {', '.join(ALGORITHMS)}")
+        if purpose == "recipient":
+            raise KeyringError("recipient key pairs are not available yet in this version of privprep")
+        algorithm, length = ALGORITHMS[purpose]
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        key_id = key_id or f"{purpose}-{now:%Y%m%d}-{secrets.token_hex(3)}"
+        if any(entry.id == key_id for entry in self._document.keys):
+            raise KeyringError(f"key id '{key_id}' already exists in keyring '{self.path}'")
+        entry = KeyEntry(
+            id=key_id,
+            purpose=purpose,  # type: ignore[arg-type]
+            algorithm=algorithm,
+            created=now,
+            material=base64.b64encode(secrets.token_bytes(length)).decode("ascii"),
+        )
+        self._document = self._document.model_copy(update={"keys": [*self._document.keys, entry]})
+        return entry
+
+    def entries(self) -> list[KeyEntry]:
+        """The keys, in file order."""
+        return list(self._document.keys)
+
+    def primary_ids(self) -> set[str]:
+        """Ids of the primary key of each purpose."""
+        latest: dict[str, str] = {}
+        for entry in self._document.keys:
+            latest[entry.purpose] = entry.id
+        return set(latest.values())
+
+    def resolve(self, purpose: str, key_id: str | None) -> SecretKey:
+        """The key ``key_id`` (checked to be of ``purpose``), or the primary key of ``purpose``."""
+        candidates = [entry for entry in self._document.keys if entry.purpose == purpose]
+        if key_id is None:
+            if not candidates:
+                raise KeyringError(
+                    f"keyring '{self.path}' has no '{purpose}' key; add one with: "
+                    f"privprep keys new --out {self.path} --purpose {purpose}"
+                )
+            return self._decode(candidates[-1])
+        for entry in self._document.keys:
+            if entry.id == key_id:
+                if entry.purpose != purpose:
+                    raise KeyringError(f"key '{key_id}' is a '{entry.purpose}' key, not a '{purpose}' key")
+                return self._decode(entry)
+        raise KeyringError(f"key id '{key_id}' not found in keyring '{self.path}'")
+
+    def _decode(self, entry: KeyEntry) -> SecretKey:
+        try:
+            material = base64.b64decode(entry.material, validate=True)
+        except ValueError:
+            raise KeyringError(f"key '{entry.id}' in keyring '{self.path}' has material that is not base64") from None
+        expected = ALGORITHMS[entry.purpose][1]
+        if len(material) != expected:
+            raise KeyringError(
+                f"key '{entry.id}' in keyring '{self.path}' has {len(material)} bytes of material, expected {expected}"
+            )
+        return SecretKey(id=entry.id, purpose=entry.purpose, material=material)
+
+
+def keyring_path(configured: str | os.PathLike[str] | None) -> Path | None:
+    """The keyring to use: the config's, else ``$PRIVPREP_KEYRING``, else none."""
+    if configured:
+        return Path(configured)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else None

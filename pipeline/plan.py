@@ -1,0 +1,133 @@
+"""From a loaded config to a runnable plan: stage objects from the registry, keys resolved, the input
+opened, and the data's schema checked against the declarations. Nothing is written here, so a
+``--dry-run`` stops after it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from privprep.schemas.config import stage_path
+from privprep.schemas.errors import DataError, KeyringError, PrivprepError
+from privprep.schemas.keyring import SecretKey
+from privprep.transforms import registry
+from privprep.transforms.base import Stage, StageContext
+
+from .config import LoadedConfig
+from .io import InputSource
+from .keyring import ENV_VAR, Keyring
+from .rundir import check_no_overlap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, validated."""
+
+    loaded: LoadedConfig
+    source: InputSource
+    stages: list[Stage]
+    output_schema: pa.Schema
+    keys_used: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def row_stages(self) -> list[Stage]:
+        return [s for s in self.stages if s.kind in ("map", "global")]
+
+    def describe(self) -> str:
+        """A human-readable plan, for ``--dry-run``."""
+        cfg = self.loaded.config
+        rows = f"{self.source.rows:,} rows" if self.source.rows is not None else "rows unknown until read (CSV)"
+        lines = [
+            f"config   {self.loaded.path} (sha256 {self.loaded.sha256[:12]})",
+            f"input    {self.loaded.input}: {len(self.source.files)} {self.source.format} file(s), {rows}",
+            f"output   {self.loaded.output}",
+            "columns  " + ", ".join(f"{name} ({spec.role})" for name, spec in cfg.columns.items()),
+            "stages",
+        ]
+        for index, stage in enumerate(self.stages):
+            cols = ", ".join(stage.input_columns()) or "-"
+            lines.append(f"  {index + 1}. {stage.name:<13} {stage.kind:<8} {cols}")
+        passes = 2 if any(s.kind in ("global", "release") for s in self.stages) else 1
+        lines.append(f"passes   {passes} over the input")
+        lines.append("keys     " + (", ".join(self.keys_used) or "none"))
+        lines.append("output columns  " + ", ".join(self.output_schema.names))
+        return "\n".join(lines)
+
+
+def build_plan(loaded: LoadedConfig) -> Plan:
+    """Build stages, resolve keys, open the input and check its schema; raises on any problem."""
+    cfg = loaded.config
+    keys = _KeyResolver(loaded.keyring)
+    stages = []
+    for index, entry in enumerate(cfg.stages):
+        path = stage_path(index, entry.tag)
+        context = StageContext(columns=dict(cfg.columns), resolve_key=keys, base_dir=loaded.base_dir, path=path)
+        try:
+            stages.append(registry.get(entry.tag).from_config(entry.params, context=context))
+        except PrivprepError as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+    source = InputSource.open(loaded.input, delimiter=cfg.io.csv_delimiter)
+    check_no_overlap(loaded.output, source.files)
+    _check_declared(loaded, source.schema)
+    schema = source.schema
+    for index, stage in enumerate(stages):
+        if stage.kind in ("map", "global"):
+            try:
+                schema = stage.output_schema(schema)
+            except DataError as exc:
+                raise DataError(f"{stage_path(index, stage.name)}: {exc}") from None
+    warnings = _warnings(loaded)
+    for warning in warnings:
+        log.warning("%s", warning)
+    used = list(dict.fromkeys(k for s in stages for k in s.keys_used()))
+    return Plan(loaded=loaded, source=source, stages=stages, output_schema=schema, keys_used=used, warnings=warnings)
+
+
+def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:
+    declared = loaded.config.columns
+    undeclared = [name for name in schema.names if name not in declared]
+    if undeclared:
+        raise DataError(
+            f"input has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "
+            f"{', '.join(undeclared)}; declare each with a role (role: insensitive if it needs no protection)"
+        )
+    missing = [name for name in declared if name not in schema.names]
+    if missing:
+        raise DataError(
+            f"column(s) declared in '{loaded.path}' are missing from the input '{loaded.input}': {', '.join(missing)}"
+        )
+
+
+def _warnings(loaded: LoadedConfig) -> list[str]:
+    cfg = loaded.config
+    generalizing = {"k_anonymity", "generalize"}
+    if any(entry.tag in generalizing for entry in cfg.stages):
+        return []
+    qis = cfg.columns_with_role("quasi_identifier")
+    if not qis:
+        return []
+    return [f"quasi-identifier column(s) pass through unchanged (no k_anonymity stage): {', '.join(qis)}"]
+
+
+class _KeyResolver:
+    """Loads the keyring on first use, so pipelines that need no key need no keyring."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._ring: Keyring | None = None
+
+    def __call__(self, purpose: str, key_id: str | None) -> SecretKey:
+        if self._ring is None:
+            if self.path is None:
+                raise KeyringError(
+                    f"a '{purpose}' key is needed but no keyring is configured; "
+                    f"set 'keyring:' in the config or the {ENV_VAR} environment variable"
+                )
+            self._ring = Keyring.load(self.path)
+        return self._ring.resolve(purpose, key_id)

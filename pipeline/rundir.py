@@ -1,0 +1,83 @@
+"""The run directory (SPEC §4), written atomically.
+
+Everything goes to a hidden temporary directory beside the target; :meth:`RunDirectory.commit`
+renames it into place only when the whole run succeeded. An earlier run at the target is replaced
+only with ``overwrite=True``, and only at commit; a failed run removes its temporary directory and
+leaves the earlier run untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from types import TracebackType
+
+from privprep.schemas.errors import OutputError
+
+MARKER = "report.json"
+
+
+class RunDirectory:
+    """A run directory under construction: write into :attr:`path`, then :meth:`commit`."""
+
+    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        self.target = Path(target)
+        self.overwrite = overwrite
+        check_output(self.target, overwrite=overwrite)
+        self.path = self.target.parent / f".{self.target.name}.privprep-tmp-{secrets.token_hex(4)}"
+        self.committed = False
+
+    def __enter__(self) -> "RunDirectory":
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self.committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(self) -> Path:
+        """Move the finished run into place, replacing an earlier run only now."""
+        check_output(self.target, overwrite=self.overwrite)
+        old = None
+        if self.target.exists():
+            old = self.target.parent / f".{self.target.name}.privprep-old-{secrets.token_hex(4)}"
+            os.replace(self.target, old)
+        try:
+            os.replace(self.path, self.target)
+        except OSError:
+            if old is not None:
+                os.replace(old, self.target)
+            raise
+        self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.target
+
+
+def check_output(target: Path, *, overwrite: bool) -> None:
+    """Refuse an existing output unless ``overwrite``, and never replace something that is not a run."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise OutputError(f"output '{target}' exists and is not a directory; choose another output")
+    if not overwrite:
+        raise OutputError(f"output directory '{target}' already exists; pass --overwrite to replace it once this run succeeds")
+    if not (target / MARKER).is_file() and any(target.iterdir()):
+        raise OutputError(
+            f"output directory '{target}' is not empty and holds no privprep run (no {MARKER}); "
+            "refusing to replace it, choose another output"
+        )
+
+
+def check_no_overlap(output: Path, inputs: list[Path]) -> None:
+    """The output must not be, contain, or lie inside any input file's location: the input is never touched."""
+    out = output.resolve()
+    for file in inputs:
+        resolved = file.resolve()
+        if out == resolved or out in resolved.parents:
+            raise OutputError(f"output '{output}' contains the input file '{file}'; choose an output outside the input")

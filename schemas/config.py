@@ -1,0 +1,215 @@
+"""The pipeline config (SPEC §2): a pydantic model of the whole YAML document, plus the checks that
+relate stages to the column declarations. Validation only: reading the file is the pipeline's job.
+
+>>> cfg = PipelineConfig.model_validate({
+...     "version": 1, "input": "in.parquet", "output": "out/",
+...     "columns": {"id": {"role": "identifier"}, "age": {"role": "quasi_identifier"}},
+...     "stages": [{"pseudonymize": {"columns": ["id"], "domain": "patients"}}],
+... })
+>>> [s.tag for s in cfg.stages], check_references(cfg)
+(['pseudonymize'], [])
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from .base import ColumnName, KeyId, StrictModel
+from .stages import StageSpec
+
+Role = Literal["identifier", "quasi_identifier", "sensitive", "insensitive"]
+Category = str | int | float | bool
+
+#: Stages that protect an identifier column; an identifier that none of them touches is a config error.
+PROTECTING_STAGES = ("pseudonymize", "tokenize", "encrypt", "mask", "drop")
+#: Stage kinds by name, as far as the config needs them (the runner asks the stage objects).
+GLOBAL_STAGES = ("k_anonymity",)
+RELEASE_STAGES = ("dp_stats",)
+SINK_STAGES = ("train",)
+
+
+class ColumnSpec(StrictModel):
+    """Declaration of one input column: its privacy role and, for DP, its public domain."""
+
+    role: Role
+    bounds: tuple[float, float] | None = Field(None, description="declared [low, high]; DP statistics clip to it")
+    categories: Annotated[list[Category], Field(min_length=1)] | None = Field(
+        None, description="declared domain of a categorical column, for DP histograms and grouped counts"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "ColumnSpec":
+        if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
+            raise ValueError("bounds must be [low, high] with low < high")
+        if self.categories is not None and len({repr(c) for c in self.categories}) != len(self.categories):
+            raise ValueError("categories must be distinct")
+        return self
+
+
+class Budget(StrictModel):
+    """The total privacy budget of this dataset: DP statistics and training together (SPEC §7)."""
+
+    epsilon: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    delta: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    ledger: str | None = Field(None, description="path of the persistent ledger for this dataset")
+
+
+class IoOptions(StrictModel):
+    """How the runner reads and writes; the defaults keep memory flat on large inputs."""
+
+    batch_rows: Annotated[int, Field(ge=1)] = 65_536
+    rows_per_file: Annotated[int, Field(ge=1)] = 1_000_000
+    compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
+    csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+
+
+class OutputEncryption(StrictModel):
+    """Parquet modular encryption of the output columns, keys from the keyring."""
+
+    columns: Annotated[dict[ColumnName, KeyId | None], Field(min_length=1)]
+    footer_key: KeyId | None = None
+
+
+class PipelineConfig(StrictModel):
+    """A whole pipeline: where the data are, what every column is, and the stages to run in order."""
+
+    version: Literal[1]
+    input: Annotated[str, Field(min_length=1)]
+    output: Annotated[str, Field(min_length=1)]
+    keyring: str | None = None
+    budget: Budget | None = None
+    columns: Annotated[dict[ColumnName, ColumnSpec], Field(min_length=1)]
+    stages: list[StageSpec] = Field(default_factory=list)  # type: ignore[valid-type]
+    output_encryption: OutputEncryption | None = None
+    io: IoOptions = Field(default_factory=IoOptions)
+
+    def columns_with_role(self, role: str) -> list[str]:
+        """Declared columns of a role, in declaration order."""
+        return [name for name, spec in self.columns.items() if spec.role == role]
+
+
+def stage_path(index: int, name: str) -> str:
+    """The config path of a stage entry, as error messages write it."""
+    return f"stages[{index}].{name}"
+
+
+def check_references(config: PipelineConfig) -> list[str]:
+    """Problems that relate stages to the declarations, one message each (empty when consistent).
+
+    Columns named by a stage must be declared and, for row stages, not dropped by an earlier stage;
+    every identifier must be protected by some stage; DP queries need declared bounds or categories.
+    """
+    problems: list[str] = []
+    declared = set(config.columns)
+    available = set(declared)
+    protected: set[str] = set()
+    names = [entry.tag for entry in config.stages]
+    for index, entry in enumerate(config.stages):
+        name, params, path = entry.tag, entry.params, stage_path(index, entry.tag)
+        for column in params.referenced():
+            if column not in declared:
+                problems.append(f"{path}: column '{column}' is not declared under 'columns'")
+            elif column not in available and name not in RELEASE_STAGES:
+                problems.append(f"{path}: column '{column}' was dropped by an earlier stage")
+        if name in PROTECTING_STAGES:
+            protected.update(params.columns)
+        if name == "drop":
+            available -= set(params.columns)
+        if name in RELEASE_STAGES:
+            problems.extend(_check_dp_queries(config, params, path))
+        if name in SINK_STAGES and index != len(names) - 1:
+            problems.append(f"{path}: a '{name}' stage must be the last stage")
+    if sum(n in GLOBAL_STAGES for n in names) > 1:
+        problems.append("stages: at most one k_anonymity stage per pipeline")
+    for column in config.columns_with_role("identifier"):
+        if column not in protected:
+            problems.append(
+                f"columns.{column}: role identifier, but no stage protects it; "
+                f"add it to a {', '.join(PROTECTING_STAGES[:-1])} or drop stage"
+            )
+    if config.output_encryption is not None:
+        for column in config.output_encryption.columns:
+            if column not in declared:
+                problems.append(f"output_encryption.columns: column '{column}' is not declared under 'columns'")
+    return problems
+
+
+def _check_dp_queries(config: PipelineConfig, params: Any, path: str) -> list[str]:
+    problems = []
+    for q_index, query in enumerate(params.queries):
+        where = f"{path}.queries[{q_index}]"
+        spec = config.columns.get(query.column)
+        if spec is None:
+            continue  # reported as undeclared already
+        numeric = query.stat in ("sum", "mean", "var", "std", "quantile") or (
+            query.stat == "histogram" and spec.categories is None
+        )
+        if numeric and spec.bounds is None and query.range is None:
+            problems.append(
+                f"{where}: stat '{query.stat}' on '{query.column}' needs declared bounds; "
+                f"add bounds: [low, high] to columns.{query.column} (bounds are never read from the data)"
+            )
+        if query.stat == "histogram" and spec.categories is None and query.bins is None:
+            problems.append(f"{where}: a numeric histogram of '{query.column}' needs 'bins'")
+        if query.by is not None:
+            by_spec = config.columns.get(query.by)
+            if by_spec is not None and by_spec.categories is None:
+                problems.append(f"{where}: grouping by '{query.by}' needs declared categories under columns.{query.by}")
+    return problems
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line naming each failing config path, e.g. ``stages[0].drop.columns: Field required``."""
+    parts = []
+    for item in error.errors():
+        path = _format_loc(item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key (check the spelling against the config reference)"
+        elif kind in ("union_tag_invalid", "invalid_stage", "invalid_hierarchy"):
+            message = _tag_message(item)
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{path}: {message}" if path else message)
+    head = parts[0]
+    if len(parts) > 1:
+        head += f" (and {len(parts) - 1} more: " + "; ".join(parts[1:]) + ")"
+    return head
+
+
+def _tag_message(item: dict[str, Any]) -> str:
+    ctx = item.get("ctx") or {}
+    kind = item["type"].removeprefix("invalid_") if item["type"] != "union_tag_invalid" else "entry"
+    if item["type"] == "union_tag_invalid":
+        return f"unknown name '{ctx.get('tag')}'; expected one of: {ctx.get('expected_tags')}"
+    given = item.get("input")
+    if isinstance(given, dict) and len(given) == 1:
+        return f"unknown {kind} '{next(iter(given))}'; " + item["msg"].replace(f"each {kind} must be", "it must be")
+    return item["msg"]
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    previous: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part != previous:  # tagged unions repeat the tag in the location
+            out += f".{part}" if out else str(part)
+        previous = part
+    return out
+
+
+__all__ = [
+    "Budget",
+    "ColumnSpec",
+    "IoOptions",
+    "OutputEncryption",
+    "PipelineConfig",
+    "Role",
+    "check_references",
+    "format_validation_error",
+    "stage_path",
+]

@@ -1,0 +1,62 @@
+"""The keyring file (SPEC §6): a JSON document of keys, each ``{id, purpose, algorithm, created, material}``.
+
+The material is base64 in the file and :class:`SecretKey` in memory; neither ``repr`` nor ``str`` of a
+key shows it, so a key in a log line or an error message leaks nothing.
+
+>>> key = SecretKey(id="pseudonymize-1", purpose="pseudonymize", material=b"\\x00" * 32)
+>>> key
+SecretKey(id='pseudonymize-1', purpose='pseudonymize')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import KeyId, StrictModel
+
+Purpose = Literal["pseudonymize", "tokenize", "encrypt", "recipient"]
+#: Purposes of symmetric keys: ``privprep keys new`` without ``--purpose`` makes one key of each.
+SYMMETRIC_PURPOSES: tuple[str, ...] = ("pseudonymize", "tokenize", "encrypt")
+#: Algorithm name and key length in bytes per purpose.
+ALGORITHMS: dict[str, tuple[str, int]] = {
+    "pseudonymize": ("HMAC-SHA256", 32),
+    "tokenize": ("AES-SIV-512", 64),
+    "encrypt": ("AES-256-GCM", 32),
+    "recipient": ("X25519", 32),
+}
+
+
+class KeyEntry(StrictModel):
+    """One key as stored in the keyring file."""
+
+    id: KeyId
+    purpose: Purpose
+    algorithm: str
+    created: dt.datetime
+    material: Annotated[str, Field(min_length=1, repr=False, description="base64 key material")]
+
+
+class KeyringFile(StrictModel):
+    """The keyring file. Within a purpose, the last key listed is the primary one."""
+
+    version: Literal[1] = 1
+    keys: list[KeyEntry] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """Key material with its id and purpose; never shows the material in repr or str."""
+
+    id: str
+    purpose: str
+    material: bytes = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"key '{self.id}' ({self.purpose})"
+
+
+__all__ = ["ALGORITHMS", "SYMMETRIC_PURPOSES", "KeyEntry", "KeyringFile", "Purpose", "SecretKey"]

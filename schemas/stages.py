@@ -1,0 +1,226 @@
+"""Parameters of every pipeline stage, as written in the ``stages:`` list of a config (SPEC §2).
+
+Each stage entry is ``{stage_name: params}``. The models validate one stage on its own; checks that
+need the column declarations (does the column exist, is it numeric with bounds) are in
+:func:`privprep.schemas.config.check_references`.
+
+>>> from pydantic import TypeAdapter
+>>> entry = TypeAdapter(StageSpec).validate_python({"pseudonymize": {"columns": ["id"], "domain": "patients"}})
+>>> entry.tag, entry.params.columns
+('pseudonymize', ['id'])
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .base import ColumnList, ColumnName, Domain, KeyId, StrictModel, one_key_union
+from .hierarchies import HierarchySpec
+
+Epsilon = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class PseudonymizeParams(StrictModel):
+    """Keyed, consistent pseudonyms: HMAC-SHA256 under a per-domain HKDF key (SPEC §6)."""
+
+    columns: ColumnList
+    domain: Domain | None = Field(None, description="pseudonym domain; defaults to the column name")
+    key: KeyId | None = Field(None, description="keyring key id; defaults to the primary 'pseudonymize' key")
+
+    def referenced(self) -> list[str]:
+        return list(self.columns)
+
+
+class DropParams(StrictModel):
+    """Remove columns from the output."""
+
+    columns: ColumnList
+
+    def referenced(self) -> list[str]:
+        return list(self.columns)
+
+
+class MaskParams(StrictModel):
+    """Replace every character but ``keep_first`` leading and ``keep_last`` trailing ones with ``char``.
+    A value not longer than ``keep_first + keep_last`` is masked entirely (nothing is revealed whole)."""
+
+    columns: ColumnList
+    keep_first: Annotated[int, Field(ge=0)] = 0
+    keep_last: Annotated[int, Field(ge=0)] = 0
+    char: Annotated[str, Field(min_length=1, max_length=1)] = "*"
+
+    def referenced(self) -> list[str]:
+        return list(self.columns)
+
+
+class TokenizeParams(StrictModel):
+    """Deterministic, joinable, reversible tokens (AES-SIV, domain as associated data)."""
+
+    columns: ColumnList
+    domain: Domain | None = None
+    key: KeyId | None = None
+
+    def referenced(self) -> list[str]:
+        return list(self.columns)
+
+
+class EncryptParams(StrictModel):
+    """Randomized authenticated encryption (AES-256-GCM), or sealed to a recipient's public key."""
+
+    columns: ColumnList
+    key: KeyId | None = None
+    recipient: str | None = Field(None, description="path of a recipient public key file (X25519)")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "EncryptParams":
+        if self.key is not None and self.recipient is not None:
+            raise ValueError("give either 'key' or 'recipient', not both")
+        return self
+
+    def referenced(self) -> list[str]:
+        return list(self.columns)
+
+
+class GeneralizeParams(StrictModel):
+    """Fixed generalization: each column to a given level of its hierarchy."""
+
+    hierarchies: Annotated[dict[ColumnName, HierarchySpec], Field(min_length=1)]
+    levels: Annotated[dict[ColumnName, Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _levels_have_hierarchies(self) -> "GeneralizeParams":
+        missing = sorted(set(self.levels) - set(self.hierarchies))
+        if missing:
+            raise ValueError(f"levels given for columns without a hierarchy: {', '.join(missing)}")
+        return self
+
+    def referenced(self) -> list[str]:
+        return sorted(set(self.hierarchies) | set(self.levels))
+
+
+class LDiversity(StrictModel):
+    """l-diversity of a sensitive column (Machanavajjhala et al.)."""
+
+    l: Annotated[float, Field(ge=1)]  # noqa: E741 - the textbook's name
+    variant: Literal["distinct", "entropy", "recursive"] = "distinct"
+    c: Annotated[float, Field(gt=0)] | None = Field(None, description="c of recursive-(c,l) diversity")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LDiversity":
+        if self.variant == "recursive" and self.c is None:
+            raise ValueError("recursive l-diversity needs 'c'")
+        if self.variant != "recursive" and self.c is not None:
+            raise ValueError("'c' applies only to variant 'recursive'")
+        return self
+
+
+class KAnonymityParams(StrictModel):
+    """Optimal full-domain generalization under k, a suppression limit and optional l / t criteria."""
+
+    k: Annotated[int, Field(ge=1)]
+    suppression_limit: Annotated[float, Field(ge=0, le=1)] = 0.0
+    quasi_identifiers: ColumnList | None = Field(None, description="defaults to every quasi_identifier column")
+    hierarchies: dict[ColumnName, HierarchySpec] = Field(default_factory=dict)
+    metric: Literal["nu_entropy", "discernibility", "aecs", "loss"] = "nu_entropy"
+    l_diversity: dict[ColumnName, Annotated[int, Field(ge=1)] | LDiversity] = Field(default_factory=dict)
+    t_closeness: dict[ColumnName, Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=dict)
+    missing: Literal["category", "wildcard"] = Field(
+        "category", description="'category': a missing value is a value of its own; 'wildcard': matches any"
+    )
+    time_limit: Annotated[float, Field(gt=0)] = Field(60.0, description="seconds for the heuristic search")
+
+    def referenced(self) -> list[str]:
+        cols = list(self.quasi_identifiers or []) + list(self.hierarchies)
+        return sorted(set(cols) | set(self.l_diversity) | set(self.t_closeness))
+
+
+Stat = Literal["count", "sum", "mean", "var", "std", "histogram", "quantile"]
+
+
+class DpQuery(StrictModel):
+    """One DP release. Bounds, ranges and categories come from the column declarations or the query."""
+
+    column: ColumnName
+    stat: Stat
+    epsilon: Epsilon | None = None
+    by: ColumnName | None = Field(None, description="group by this column's declared categories")
+    bins: Annotated[int, Field(ge=1)] | None = None
+    range: tuple[float, float] | None = None
+    quantiles: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DpQuery":
+        if self.stat == "quantile" and self.quantiles is None:
+            raise ValueError("stat 'quantile' needs 'quantiles', e.g. [0.5]")
+        if self.stat != "quantile" and self.quantiles is not None:
+            raise ValueError("'quantiles' applies only to stat 'quantile'")
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError("range must be [low, high] with low < high")
+        return self
+
+
+class DpStatsParams(StrictModel):
+    """Differentially private statistics released under the dataset's budget."""
+
+    epsilon: Epsilon
+    queries: Annotated[list[DpQuery], Field(min_length=1)]
+    seed: int | None = Field(None, description="seed of the noise, for reproducible tests only")
+
+    def referenced(self) -> list[str]:
+        return sorted({q.column for q in self.queries} | {q.by for q in self.queries if q.by})
+
+
+class TrainParams(StrictModel):
+    """DP-SGD training of a small CNN on the sanitized output (a sink stage)."""
+
+    model: Literal["cnn"] = "cnn"
+    image: ColumnName
+    label: ColumnName
+    target_epsilon: Epsilon
+    delta: Annotated[float, Field(gt=0, lt=1)] | None = None
+    epochs: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    learning_rate: Annotated[float, Field(gt=0)] = 1.0
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    holdout: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    image_shape: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=3)] | None = None
+    accountant: Literal["prv", "rdp"] = "prv"
+    seed: int = 0
+
+    def referenced(self) -> list[str]:
+        return [self.image, self.label]
+
+
+#: Stage name -> params model. The names are the config contract (SPEC §2).
+STAGE_PARAMS: dict[str, type[StrictModel]] = {
+    "pseudonymize": PseudonymizeParams,
+    "drop": DropParams,
+    "mask": MaskParams,
+    "tokenize": TokenizeParams,
+    "encrypt": EncryptParams,
+    "generalize": GeneralizeParams,
+    "k_anonymity": KAnonymityParams,
+    "dp_stats": DpStatsParams,
+    "train": TrainParams,
+}
+
+StageSpec = one_key_union("stage", STAGE_PARAMS)
+"""One entry of ``stages:``: ``{stage_name: params}``."""
+
+__all__ = [
+    "STAGE_PARAMS",
+    "DpQuery",
+    "DpStatsParams",
+    "DropParams",
+    "EncryptParams",
+    "GeneralizeParams",
+    "KAnonymityParams",
+    "LDiversity",
+    "MaskParams",
+    "PseudonymizeParams",
+    "StageSpec",
+    "TokenizeParams",
+    "TrainParams",
+]

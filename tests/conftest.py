@@ -1,0 +1,123 @@
+"""Shared fixtures: a keyring, a small patients table, a config writer and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from privprep.pipeline.cli import main
+from privprep.pipeline.keyring import Keyring
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+COLUMNS = {
+    "patient_id": {"role": "identifier"},
+    "name": {"role": "identifier"},
+    "zip": {"role": "quasi_identifier"},
+    "age": {"role": "quasi_identifier"},
+    "diagnosis": {"role": "sensitive"},
+    "income": {"role": "sensitive", "bounds": [0, 500000]},
+}
+
+
+def small_table() -> pa.Table:
+    """Eight rows with the awkward cases: nulls, empty strings, long and non-ASCII identifiers."""
+    return pa.table(
+        {
+            "patient_id": ["P1", "P2", None, "P4", "", "P1", "Zoë-Ørsted-Łukasz", "x" * 5000],
+            "name": ["Ann", "Bob", "Cy", None, "Dee", "Ann", "Zoë", "Long"],
+            "zip": ["10001", "10002", "10001", "10003", "10002", "10001", "10004", "10005"],
+            "age": pa.array([31, 45, 27, 62, 38, 31, 50, 44], pa.int64()),
+            "diagnosis": ["flu", "cold", "flu", "asthma", "flu", "flu", "cold", "asthma"],
+            "income": pa.array([50_000, 62_000, None, 41_000, 75_000, 50_000, 88_000, 30_000], pa.int64()),
+        }
+    )
+
+
+def base_config(input_path: str, output_path: str, keyring: str | None = None, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "version": 1,
+        "input": input_path,
+        "output": output_path,
+        "columns": dict(COLUMNS),
+        "stages": [
+            {"pseudonymize": {"columns": ["patient_id"], "domain": "patients"}},
+            {"drop": {"columns": ["name"]}},
+        ],
+    }
+    if keyring is not None:
+        config["keyring"] = keyring
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class Workspace:
+    """A temporary folder with an input file, a keyring and helpers to write configs and run the CLI."""
+
+    root: Path
+    input: Path
+    keyring: Path
+
+    def config(self, name: str = "pipeline.yaml", **overrides: Any) -> Path:
+        overrides.setdefault("keyring", str(self.keyring))
+        document = base_config(str(self.input), str(self.root / "out"), **overrides)
+        path = self.root / name
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def write_config_text(self, text: str, name: str = "pipeline.yaml") -> Path:
+        path = self.root / name
+        path.write_text(text)
+        return path
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    data = tmp_path / "in.parquet"
+    pq.write_table(small_table(), data)
+    keyring = tmp_path / "keys" / "test.keyring"
+    Keyring.create(keyring)
+    return Workspace(root=tmp_path, input=data, keyring=keyring)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def tree_digest(path: Path) -> str:
+    """A digest of every file under ``path`` (names, modes and bytes), to prove an input was not touched."""
+    digest = hashlib.sha256()
+    paths = [path] if path.is_file() else sorted(p for p in path.rglob("*"))
+    for p in paths:
+        digest.update(str(p).encode())
+        if p.is_file():
+            digest.update(oct(os.stat(p).st_mode).encode())
+            digest.update(p.read_bytes())
+    return digest.hexdigest()
