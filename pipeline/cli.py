@@ -76,8 +76,12 @@ def keys_new(
     purpose: Optional[str] = typer.Option(None, "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
     key_id: Optional[str] = typer.Option(None, "--id", help="id of the new key (with --purpose)"),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="do nothing if the keyring already exists"),
+    public_out: Optional[Path] = typer.Option(
+        None, "--public-out", help="with --purpose recipient: where to write the public key (default: <keyring folder>/<id>.pub)"
+    ),
 ) -> None:
-    """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose)."""
+    """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose).
+    With --purpose recipient the private key goes into the keyring and the public key into a .pub file."""
     _logging(False)
     if exist_ok and out.exists():
         Keyring.load(out)
@@ -85,6 +89,8 @@ def keys_new(
         return
     ring = Keyring.create(out, purpose=purpose, key_id=key_id)
     typer.echo(f"keyring {out}: {len(ring.entries())} key(s); material not shown", err=True)
+    if purpose == "recipient":
+        _write_public(ring, ring.entries()[-1].id, public_out)
 
 
 @keys_app.command("list")
@@ -112,13 +118,24 @@ def keys_list(
 def keys_rotate(
     file: Path = typer.Argument(..., help="keyring file"),
     purpose: str = typer.Option(..., "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
+    public_out: Optional[Path] = typer.Option(None, "--public-out", help="with --purpose recipient: where to write the public key"),
 ) -> None:
-    """Add a new primary key of PURPOSE; older keys stay for decryption."""
+    """Add a new primary key of PURPOSE; older keys stay, so data written under them still decrypts.
+    New runs use the new key (for pseudonymize and tokenize: new pseudonyms and tokens, a new epoch)."""
     _logging(False)
     ring = Keyring.load(file)
     entry = ring.add(purpose)
     ring.save()
     typer.echo(f"keyring {file}: new primary '{purpose}' key {entry.id}", err=True)
+    if purpose == "recipient":
+        _write_public(ring, entry.id, public_out)
+
+
+def _write_public(ring: Keyring, key_id: str, path: Optional[Path]) -> None:
+    from .keyring import default_public_path
+
+    written = ring.write_public_key(key_id, path or default_public_path(ring.path, key_id))
+    typer.echo(f"public key of recipient key {key_id}: {written} (give this file to producers)", err=True)
 
 
 def _not_yet(feature: str) -> None:
@@ -127,25 +144,43 @@ def _not_yet(feature: str) -> None:
 
 @app.command()
 def check(
-    input: str = typer.Argument(..., help="Parquet/CSV input"),
+    input: str = typer.Argument(..., help="Parquet/CSV file, directory or glob"),
     qi: str = typer.Option(..., "--qi", help="quasi-identifiers, comma-separated"),
-    sensitive: Optional[str] = typer.Option(None, "--sensitive"),
-    k: Optional[int] = typer.Option(None, "--k"),
-    as_json: bool = typer.Option(False, "--json"),
+    sensitive: Optional[str] = typer.Option(None, "--sensitive", help="sensitive columns, comma-separated"),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="exit 1 when the input is not k-anonymous"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Measure k, l, t and re-identification risk of INPUT without changing it."""
-    _not_yet("check")
+    """Measure k, l-diversity, t-closeness and re-identification risk of INPUT without changing it."""
+    from .check import format_text, measure
+
+    _logging(True)
+    result = measure(input, _split(qi), _split(sensitive) if sensitive else None, k=k)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
+    if k is not None and not result["meets_k"]:
+        raise typer.Exit(1)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 @app.command()
 def decrypt(
-    run_dir: Path = typer.Argument(...),
-    keyring: Path = typer.Option(..., "--keyring"),
-    columns: str = typer.Option(..., "--columns"),
-    output: Optional[Path] = typer.Option(None, "--output"),
+    run_dir: Path = typer.Argument(..., help="a run directory written by privprep run"),
+    keyring: Path = typer.Option(..., "--keyring", help="keyring holding the keys of the columns"),
+    columns: str = typer.Option(..., "--columns", help="columns to decrypt, comma-separated"),
+    output: Optional[Path] = typer.Option(None, "--output", help="new run directory (default: RUN_DIR-decrypted)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier output, once this one succeeded"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
 ) -> None:
-    """Reverse encrypt/tokenize columns of RUN_DIR for a holder of the keys."""
-    _not_yet("decrypt")
+    """Reverse encrypt, tokenize and column-encrypted columns of RUN_DIR for a holder of the keys."""
+    from .decrypt import decrypt_run
+
+    _logging(quiet)
+    names = [part.strip() for part in columns.split(",") if part.strip()]
+    result = decrypt_run(run_dir, keyring=keyring, columns=names, output=output, overwrite=overwrite, progress=Progress(quiet=quiet))
+    if not quiet:
+        typer.echo(f"{result.run_dir}: {result.report['output']['rows']:,} rows, decrypted {', '.join(names)}", err=True)
 
 
 @app.command()

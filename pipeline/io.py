@@ -12,7 +12,7 @@ import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -140,7 +140,18 @@ def _short(exc: BaseException) -> str:
 class PartWriter:
     """Write tables as ``part-00000.parquet``, ``part-00001.parquet`` ... of at most ``rows_per_file`` rows."""
 
-    def __init__(self, directory: Path, schema: pa.Schema, *, rows_per_file: int, compression: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        *,
+        rows_per_file: int,
+        compression: str,
+        encryption: Callable[[], Any] | None = None,
+        file_metadata: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        """``encryption`` makes fresh Parquet ``FileEncryptionProperties`` for each part (pyarrow does not
+        reuse them); ``file_metadata`` is called when a part starts and gives its key-value metadata."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = schema
@@ -150,6 +161,20 @@ class PartWriter:
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_file = 0
+        self._encryption = encryption
+        self._file_metadata = file_metadata
+
+    def pieces(self, table: pa.Table) -> Iterator[pa.Table]:
+        """Slices of ``table`` (rows before the stages) that each fit in the current part; a new part is
+        started before a slice when the current one is full. Transform and :meth:`write` each slice before
+        taking the next, and stages that key per file (recipient encryption) see every part start."""
+        start = 0
+        while start < table.num_rows:
+            if self._writer is None or self._rows_in_file >= self.rows_per_file:
+                self._roll()
+            take = min(table.num_rows - start, self.rows_per_file - self._rows_in_file)
+            yield table.slice(start, take)
+            start += take
 
     def write(self, table: pa.Table) -> None:
         if table.schema != self.schema:
@@ -177,6 +202,10 @@ class PartWriter:
         if self._writer is not None:
             self._writer.close()
         path = self.directory / f"part-{len(self.files):05d}.parquet"
-        self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression)
+        schema = self.schema
+        if self._file_metadata is not None:
+            schema = schema.with_metadata({**(schema.metadata or {}), **self._file_metadata()})
+        properties = self._encryption() if self._encryption is not None else None
+        self._writer = pq.ParquetWriter(path, schema, compression=self.compression, encryption_properties=properties)
         self.files.append(path)
         self._rows_in_file = 0

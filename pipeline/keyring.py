@@ -21,10 +21,12 @@ import secrets
 import stat
 from pathlib import Path
 
+from nacl.public import PrivateKey
 from pydantic import ValidationError
 
 from privprep.schemas.errors import KeyringError
-from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, KeyringFile, SecretKey
+from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, KeyringFile, PublicKeyFile, SecretKey
+from privprep.transforms.recipient import public_key_of
 
 from .fsutil import write_text_atomic
 
@@ -89,8 +91,6 @@ class Keyring:
         """Add a fresh random key of ``purpose``; it becomes that purpose's primary key."""
         if purpose not in ALGORITHMS:
             raise KeyringError(f"unknown key purpose '{purpose}'; use one of: {', '.join(ALGORITHMS)}")
-        if purpose == "recipient":
-            raise KeyringError("recipient key pairs are not available yet in this version of privprep")
         algorithm, length = ALGORITHMS[purpose]
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         key_id = key_id or f"{purpose}-{now:%Y%m%d}-{secrets.token_hex(3)}"
@@ -101,7 +101,7 @@ class Keyring:
             purpose=purpose,  # type: ignore[arg-type]
             algorithm=algorithm,
             created=now,
-            material=base64.b64encode(secrets.token_bytes(length)).decode("ascii"),
+            material=base64.b64encode(_new_material(purpose, length)).decode("ascii"),
         )
         self._document = self._document.model_copy(update={"keys": [*self._document.keys, entry]})
         return entry
@@ -134,6 +134,14 @@ class Keyring:
                 return self._decode(entry)
         raise KeyringError(f"key id '{key_id}' not found in keyring '{self.path}'")
 
+    def write_public_key(self, key_id: str, path: str | os.PathLike[str]) -> Path:
+        """Write the public half of recipient key ``key_id`` to ``path`` (a JSON file, not secret), atomically."""
+        private = self.resolve("recipient", key_id)
+        document = PublicKeyFile(id=private.id, public_key=base64.b64encode(public_key_of(private)).decode("ascii"))
+        path = Path(path)
+        write_text_atomic(path, document.model_dump_json(indent=2) + "\n", mode=0o644)
+        return path
+
     def _decode(self, entry: KeyEntry) -> SecretKey:
         try:
             material = base64.b64decode(entry.material, validate=True)
@@ -145,6 +153,18 @@ class Keyring:
                 f"key '{entry.id}' in keyring '{self.path}' has {len(material)} bytes of material, expected {expected}"
             )
         return SecretKey(id=entry.id, purpose=entry.purpose, material=material)
+
+
+def _new_material(purpose: str, length: int) -> bytes:
+    """Fresh key material: random bytes, or for ``recipient`` an X25519 private key (PyNaCl)."""
+    if purpose == "recipient":
+        return bytes(PrivateKey.generate())
+    return secrets.token_bytes(length)
+
+
+def default_public_path(keyring: Path, key_id: str) -> Path:
+    """Where ``privprep keys new --purpose recipient`` writes the public key unless told: beside the keyring."""
+    return keyring.parent / f"{key_id}.pub"
 
 
 def keyring_path(configured: str | os.PathLike[str] | None) -> Path | None:

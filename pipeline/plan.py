@@ -19,6 +19,7 @@ from privprep.transforms.base import Stage, StageContext
 from .config import LoadedConfig
 from .io import InputSource
 from .keyring import ENV_VAR, Keyring
+from .ledger import Ledger, PlannedSpend, open_ledger
 from .rundir import check_no_overlap
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Plan:
     output_schema: pa.Schema
     keys_used: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    ledger: Ledger | None = None
+    spends: list[PlannedSpend] = field(default_factory=list)
 
     @property
     def row_stages(self) -> list[Stage]:
@@ -56,6 +59,12 @@ class Plan:
         passes = 2 if any(s.kind in ("global", "release") for s in self.stages) else 1
         lines.append(f"passes   {passes} over the input")
         lines.append("keys     " + (", ".join(self.keys_used) or "none"))
+        if self.ledger is not None:
+            asked = sum(s.epsilon for s in self.spends)
+            lines.append(
+                f"budget   epsilon {self.ledger.epsilon:g}: {self.ledger.remaining():.6g} remaining, "
+                f"this run spends {asked:g} (ledger {self.ledger.path})"
+            )
         lines.append("output columns  " + ", ".join(self.output_schema.names))
         return "\n".join(lines)
 
@@ -82,11 +91,20 @@ def build_plan(loaded: LoadedConfig) -> Plan:
                 schema = stage.output_schema(schema)
             except DataError as exc:
                 raise DataError(f"{stage_path(index, stage.name)}: {exc}") from None
+    for stage in stages:
+        if stage.kind == "release":
+            stage.output_schema(source.schema)  # release stages see the input as declared; errors name their path
+    ledger, spends = open_ledger(loaded, source)
+    if ledger is not None:
+        ledger.check(spends)  # refused before any data is read (exit 1), nothing written
     warnings = _warnings(loaded)
     for warning in warnings:
         log.warning("%s", warning)
     used = list(dict.fromkeys(k for s in stages for k in s.keys_used()))
-    return Plan(loaded=loaded, source=source, stages=stages, output_schema=schema, keys_used=used, warnings=warnings)
+    return Plan(
+        loaded=loaded, source=source, stages=stages, output_schema=schema, keys_used=used, warnings=warnings,
+        ledger=ledger, spends=spends,
+    )
 
 
 def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:

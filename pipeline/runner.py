@@ -9,6 +9,7 @@ into a temporary run directory, which is renamed into place when everything succ
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -16,9 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from privprep.schemas.config import stage_path
+from privprep.schemas.errors import BudgetError
 from privprep.transforms.base import Stage
 
+from .fsutil import write_text_atomic
 from .io import PartWriter
+from .ledger import LedgerScope
+from .output_files import OutputFiles
 from .plan import Plan
 from .progress import Progress
 from .report import build_report, write_report
@@ -38,6 +44,7 @@ class RunResult:
 def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = None) -> RunResult:
     """Run ``plan`` and commit its run directory; nothing is left behind on failure."""
     progress = progress or Progress(quiet=True)
+    outputs = OutputFiles.for_plan(plan)  # output encryption keys resolved before anything is written
     io = plan.loaded.config.io
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -45,6 +52,9 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
     rows_in_by_stage: dict[int, int] = defaultdict(int)
     rows_out_by_stage: dict[int, int] = defaultdict(int)
     extra: dict[int, dict[str, Any]] = {}
+    scopes: list[LedgerScope] = []
+    if plan.ledger is not None:
+        plan.ledger.check(plan.spends)  # again: another run may have spent since the plan was made
 
     with RunDirectory(plan.loaded.output, overwrite=overwrite) as run_dir:
         if any(s.kind in ("global", "release") for s in plan.stages):
@@ -56,16 +66,19 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
                 if stage.kind == "global":
                     stage.decide()  # type: ignore[attr-defined]
                 elif stage.kind == "release":
-                    extra[index] = {"releases": stage.release(None)}  # type: ignore[attr-defined]
+                    scope = _scope(plan, index, stage, scopes)
+                    extra[index] = {"releases": stage.release(scope)}  # type: ignore[attr-defined]
+                    _settle(plan, scope)
                 seconds[index] += time.perf_counter() - t1
 
         t0 = time.perf_counter()
         writer = PartWriter(
-            run_dir.path / "data", plan.output_schema, rows_per_file=io.rows_per_file, compression=io.compression
+            run_dir.path / "data", plan.output_schema, rows_per_file=io.rows_per_file, compression=io.compression,
+            encryption=outputs.properties, file_metadata=outputs.metadata,
         )
         rows_in = 0
         with progress.task("writing", plan.source.rows) as advance:
-            for table in plan.source.batches(batch_rows=io.batch_rows):
+            for table in outputs.batches(plan.source.batches(batch_rows=io.batch_rows), writer):
                 batch_rows = table.num_rows
                 rows_in += batch_rows
                 for index, stage in enumerate(plan.stages):
@@ -84,7 +97,9 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
         for index, stage in enumerate(plan.stages):
             if stage.kind == "sink":
                 t1 = time.perf_counter()
-                extra[index] = stage.consume(run_dir.path / "data", run_dir.path, None)  # type: ignore[attr-defined]
+                scope = _scope(plan, index, stage, scopes)
+                extra[index] = stage.consume(run_dir.path / "data", run_dir.path, scope)  # type: ignore[attr-defined]
+                _settle(plan, scope)
                 seconds[index] += time.perf_counter() - t1
 
         timings["total_seconds"] = time.perf_counter() - started
@@ -101,6 +116,12 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
             stage_entries=entries,
             timings=timings,
         )
+        outputs.update_report(report)
+        if plan.ledger is not None:
+            report["budget"] = {**plan.ledger.summary(), "spent_this_run": sum(e["epsilon"] for sc in scopes for e in sc.recorded)}
+            plan.ledger.write_copy(run_dir.path / "ledger.json")
+        if any(stage.kind == "release" for stage in plan.stages):
+            _write_stats(run_dir.path, plan, extra)
         write_report(run_dir.path, report)
         target = run_dir.commit()
     log.info("wrote %s rows to %s in %.2f s", f"{writer.rows:,}", target, timings["total_seconds"])
@@ -133,6 +154,36 @@ def _observe_pass(plan: Plan, progress: Progress, seconds: dict[int, float]) -> 
                 stage.observe(view)  # type: ignore[attr-defined]
                 seconds[index] += time.perf_counter() - t1
             advance(table.num_rows)
+
+
+def _scope(plan: Plan, index: int, stage: Stage, scopes: list[LedgerScope]) -> LedgerScope:
+    """The account a DP stage spends from: the dataset's ledger, under the stage's config path."""
+    if plan.ledger is None:  # check_references requires a budget; stay closed regardless
+        raise BudgetError(f"{stage_path(index, stage.name)}: a '{stage.name}' stage needs budget.epsilon and budget.ledger")
+    scope = plan.ledger.scope(stage=stage_path(index, stage.name), kind=stage.name)
+    scopes.append(scope)
+    return scope
+
+
+def _settle(plan: Plan, scope: LedgerScope) -> None:
+    for planned in plan.spends:
+        if planned.stage == scope.stage:
+            scope.settle(planned)
+
+
+STAT_KEYS = ("column", "stat", "by", "group", "bin", "quantile", "value", "error_95")
+
+
+def _write_stats(run_dir: Path, plan: Plan, extra: dict[int, dict[str, Any]]) -> None:
+    """``stats.json``: only the released values (and their 95% error bounds), for downstream use."""
+    values = [
+        {"stage": stage_path(index, stage.name), **{k: entry[k] for k in STAT_KEYS if k in entry}}
+        for index, stage in enumerate(plan.stages)
+        if stage.kind == "release"
+        for entry in (extra.get(index) or {}).get("releases", [])
+    ]
+    document = {"config_sha256": plan.loaded.sha256, "differentially_private": True, "values": values}
+    write_text_atomic(run_dir / "stats.json", json.dumps(document, indent=2) + "\n")
 
 
 def _stage_entry(stage: Stage, rows_in: int, rows_out: int, seconds: float, extra: dict[str, Any] | None) -> dict[str, Any]:

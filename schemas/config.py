@@ -54,6 +54,21 @@ class Budget(StrictModel):
     epsilon: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     delta: Annotated[float, Field(ge=0, lt=1)] = 0.0
     ledger: str | None = Field(None, description="path of the persistent ledger for this dataset")
+    composition: Literal["basic", "advanced"] = Field(
+        "basic", description="'basic': epsilons add up; 'advanced': diffprivlib's bound with 'slack' in delta"
+    )
+    slack: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="delta given up for advanced composition")
+    allow_input_change: bool = Field(
+        False, description="keep adding to a ledger whose recorded input differs from this input (the same dataset, changed)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "Budget":
+        if self.composition == "advanced" and not 0 < self.slack <= self.delta:
+            raise ValueError("advanced composition needs 0 < slack <= delta")
+        if self.composition == "basic" and self.slack:
+            raise ValueError("'slack' applies only to composition 'advanced'")
+        return self
 
 
 class IoOptions(StrictModel):
@@ -118,9 +133,10 @@ def check_references(config: PipelineConfig) -> list[str]:
         if name == "drop":
             available -= set(params.columns)
         if name in RELEASE_STAGES:
-            problems.extend(_check_dp_queries(config, params, path))
+            problems.extend(check_dp_queries(config.columns, params, path))
         if name in SINK_STAGES and index != len(names) - 1:
             problems.append(f"{path}: a '{name}' stage must be the last stage")
+    problems.extend(_check_budget(config))
     if sum(n in GLOBAL_STAGES for n in names) > 1:
         problems.append("stages: at most one k_anonymity stage per pipeline")
     for column in config.columns_with_role("identifier"):
@@ -136,16 +152,16 @@ def check_references(config: PipelineConfig) -> list[str]:
     return problems
 
 
-def _check_dp_queries(config: PipelineConfig, params: Any, path: str) -> list[str]:
+def check_dp_queries(columns: dict[str, ColumnSpec], params: Any, path: str) -> list[str]:
+    """Problems of a ``dp_stats`` stage's queries against the column declarations: bounds, bins, categories."""
     problems = []
     for q_index, query in enumerate(params.queries):
         where = f"{path}.queries[{q_index}]"
-        spec = config.columns.get(query.column)
+        spec = columns.get(query.column)
         if spec is None:
             continue  # reported as undeclared already
-        numeric = query.stat in ("sum", "mean", "var", "std", "quantile") or (
-            query.stat == "histogram" and spec.categories is None
-        )
+        categorical = query.stat == "histogram" and spec.categories is not None
+        numeric = query.stat in ("sum", "mean", "var", "std", "quantile") or (query.stat == "histogram" and not categorical)
         if numeric and spec.bounds is None and query.range is None:
             problems.append(
                 f"{where}: stat '{query.stat}' on '{query.column}' needs declared bounds; "
@@ -153,10 +169,40 @@ def _check_dp_queries(config: PipelineConfig, params: Any, path: str) -> list[st
             )
         if query.stat == "histogram" and spec.categories is None and query.bins is None:
             problems.append(f"{where}: a numeric histogram of '{query.column}' needs 'bins'")
+        if categorical and (query.bins is not None or query.range is not None):
+            problems.append(
+                f"{where}: '{query.column}' declares categories, so its histogram counts them; 'bins' and 'range' do not apply"
+            )
         if query.by is not None:
-            by_spec = config.columns.get(query.by)
+            by_spec = columns.get(query.by)
             if by_spec is not None and by_spec.categories is None:
                 problems.append(f"{where}: grouping by '{query.by}' needs declared categories under columns.{query.by}")
+            if query.by == query.column:
+                problems.append(f"{where}: a query cannot be grouped by its own column '{query.column}'")
+    return problems
+
+
+def _check_budget(config: PipelineConfig) -> list[str]:
+    """DP stages spend from the dataset's budget: without one (and its ledger) a pipeline fails closed."""
+    spending = [(i, e.tag) for i, e in enumerate(config.stages) if e.tag in RELEASE_STAGES + SINK_STAGES]
+    if not spending:
+        return []
+    index, name = spending[0]
+    if config.budget is None:
+        return [
+            f"{stage_path(index, name)}: a '{name}' stage spends privacy budget, but the config has no 'budget'; "
+            "add budget: {epsilon: E, ledger: PATH} (the total for this dataset, and where its spends are recorded)"
+        ]
+    problems = []
+    if config.budget.ledger is None:
+        problems.append(
+            f"budget.ledger: required with a '{name}' stage, so that spends on this dataset add up across runs; "
+            "give a path such as ledgers/<dataset>.json"
+        )
+    for i, entry in enumerate(config.stages):
+        cost = getattr(entry.params, "epsilon", None) if entry.tag in RELEASE_STAGES else getattr(entry.params, "target_epsilon", None)
+        if entry.tag in RELEASE_STAGES + SINK_STAGES and cost is not None and cost > config.budget.epsilon:
+            problems.append(f"{stage_path(i, entry.tag)}: epsilon {cost:g} is more than the whole budget.epsilon {config.budget.epsilon:g}")
     return problems
 
 
@@ -209,6 +255,7 @@ __all__ = [
     "OutputEncryption",
     "PipelineConfig",
     "Role",
+    "check_dp_queries",
     "check_references",
     "format_validation_error",
     "stage_path",

@@ -47,6 +47,20 @@ class KeyringFile(StrictModel):
     keys: list[KeyEntry] = Field(default_factory=list)
 
 
+class PublicKeyFile(StrictModel):
+    """A recipient's public key file (``privprep keys new --purpose recipient`` writes it beside the keyring).
+
+    Not secret: hand it to the producers who encrypt for this recipient. ``id`` is the id of the private
+    key in the recipient's keyring, and it is the key id written into every ciphertext sealed to it.
+    """
+
+    version: Literal[1] = 1
+    id: KeyId
+    purpose: Literal["recipient"] = "recipient"
+    algorithm: Literal["X25519"] = "X25519"
+    public_key: Annotated[str, Field(min_length=1, description="base64 of the 32-byte X25519 public key")]
+
+
 @dataclass(frozen=True)
 class SecretKey:
     """Key material with its id and purpose; never shows the material in repr or str."""
@@ -59,4 +73,4 @@ class SecretKey:
         return f"key '{self.id}' ({self.purpose})"
 
 
-__all__ = ["ALGORITHMS", "SYMMETRIC_PURPOSES", "KeyEntry", "KeyringFile", "Purpose", "SecretKey"]
+__all__ = ["ALGORITHMS", "SYMMETRIC_PURPOSES", "KeyEntry", "KeyringFile", "PublicKeyFile", "Purpose", "SecretKey"]

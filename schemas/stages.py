@@ -158,15 +158,41 @@ class DpQuery(StrictModel):
             raise ValueError("'quantiles' applies only to stat 'quantile'")
         if self.range is not None and not self.range[0] < self.range[1]:
             raise ValueError("range must be [low, high] with low < high")
+        if self.bins is not None and self.stat not in ("histogram", "quantile"):
+            raise ValueError("'bins' applies only to stats 'histogram' and 'quantile'")
+        if self.range is not None and self.stat == "count":
+            raise ValueError("'range' does not apply to stat 'count' (a count needs no bounds)")
         return self
 
 
 class DpStatsParams(StrictModel):
     """Differentially private statistics released under the dataset's budget."""
 
-    epsilon: Epsilon
+    epsilon: Epsilon = Field(description="the stage's total spend; queries without their own epsilon share what is left evenly")
     queries: Annotated[list[DpQuery], Field(min_length=1)]
     seed: int | None = Field(None, description="seed of the noise, for reproducible tests only")
+
+    @model_validator(mode="after")
+    def _check_split(self) -> "DpStatsParams":
+        given = [q.epsilon for q in self.queries if q.epsilon is not None]
+        total, rest = sum(given), len(self.queries) - len(given)
+        slack = 1e-9 * self.epsilon
+        if total > self.epsilon + slack:
+            raise ValueError(f"the queries' own epsilons add up to {total:g}, more than the stage's epsilon {self.epsilon:g}")
+        if rest and total >= self.epsilon - slack:
+            raise ValueError(f"the queries' own epsilons use all of the stage's epsilon {self.epsilon:g}; {rest} query(ies) get none")
+        if not rest and total < self.epsilon - slack:
+            raise ValueError(
+                f"every query has its own epsilon, adding up to {total:g}, but the stage's epsilon is {self.epsilon:g}; make them equal"
+            )
+        return self
+
+    def query_epsilons(self) -> list[float]:
+        """Each query's epsilon: its own, or an even share of what the others leave of the stage's epsilon."""
+        given = [q.epsilon for q in self.queries if q.epsilon is not None]
+        rest = len(self.queries) - len(given)
+        share = (self.epsilon - sum(given)) / rest if rest else 0.0
+        return [q.epsilon if q.epsilon is not None else share for q in self.queries]
 
     def referenced(self) -> list[str]:
         return sorted({q.column for q in self.queries} | {q.by for q in self.queries if q.by})

@@ -10,13 +10,22 @@
 
 from . import registry
 from .base import GlobalStage, MapStage, ReleaseStage, SinkStage, Stage, StageContext
+from .dp import DpStats
 from .drop import Drop
+from .encrypt import Encrypt, decrypt_column
+from .generalize import Generalize
+from .k_anonymity import KAnonymity
 from .mask import Mask
 from .pseudonymize import Pseudonymize, derive_domain_key
+from .tokenize import Tokenize, detokenize_column
 
 __all__ = [
+    "DpStats",
     "Drop",
+    "Encrypt",
+    "Generalize",
     "GlobalStage",
+    "KAnonymity",
     "MapStage",
     "Mask",
     "Pseudonymize",
@@ -24,6 +33,9 @@ __all__ = [
     "SinkStage",
     "Stage",
     "StageContext",
+    "Tokenize",
+    "decrypt_column",
     "derive_domain_key",
+    "detokenize_column",
     "registry",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -125,6 +126,32 @@ class GlobalStage(Stage):
 
     @abstractmethod
     def transform(self, table: pa.Table) -> pa.Table: ...
+
+    def apply(self, data: Frame) -> Frame:
+        """Observe the whole of ``data``, decide, and transform it: for ETL use on one in-memory table.
+        Returns a new object of the same kind; rows are matched by position, never by index label."""
+        if isinstance(data, pd.DataFrame):
+            columns = self.input_columns()
+            self._require(pa.schema([(str(c), pa.null()) for c in data.columns]), columns)
+            table = _arrow_from_pandas(data, columns)
+            self.observe(table)
+            self.decide()
+            row = "__privprep_row__"
+            out = self.transform(table.append_column(row, pa.array(np.arange(len(data)))))
+            result = data.iloc[np.asarray(out.column(row).to_numpy())].copy()
+            for name in out.column_names:
+                if name != row:
+                    series = out.column(name).to_pandas()
+                    series.index = result.index
+                    result[name] = series
+            return result
+        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        if not isinstance(table, pa.Table):
+            raise TypeError(f"{type(self).__name__}.apply takes a pandas DataFrame or a pyarrow Table/RecordBatch")
+        self.observe(table)
+        self.decide()
+        out = self.transform(table)
+        return _to_batch(out) if isinstance(data, pa.RecordBatch) else out
 
 
 class ReleaseStage(Stage):

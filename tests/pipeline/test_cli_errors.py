@@ -213,3 +213,42 @@ def test_input_is_never_modified(workspace, cli) -> None:
     before = tree_digest(workspace.input)
     assert cli("run", workspace.config(), "--quiet").code == 0
     assert tree_digest(workspace.input) == before
+
+
+def _k_stages(**k_params):
+    return [
+        {"pseudonymize": {"columns": ["patient_id"]}},
+        {"drop": {"columns": ["name"]}},
+        {"k_anonymity": {"hierarchies": {"zip": {"mask": {}}, "age": {"interval": {"widths": [10, 20]}}}, **k_params}},
+    ]
+
+
+def test_unreachable_k_exits_1_and_writes_nothing(workspace, cli) -> None:
+    result = cli("run", workspace.config(stages=_k_stages(k=50)))
+    assert_clean_failure(result, 1, "k_anonymity", "best reachable k is 8", workspace=workspace)
+
+
+def test_unreachable_l_diversity_names_the_criterion(workspace, cli) -> None:
+    result = cli("run", workspace.config(stages=_k_stages(k=2, l_diversity={"diagnosis": 4})))
+    assert_clean_failure(result, 1, "l_diversity[diagnosis]", workspace=workspace)
+
+
+def test_quasi_identifier_without_hierarchy_is_a_config_error(workspace, cli) -> None:
+    stages = _k_stages(k=2)
+    del stages[2]["k_anonymity"]["hierarchies"]["age"]
+    assert_clean_failure(cli("run", workspace.config(stages=stages)), 2, "stages[2].k_anonymity", "age", workspace=workspace)
+
+
+def test_hierarchy_file_missing_values_exits_1_without_naming_them(workspace, cli) -> None:
+    (workspace.root / "zip.csv").write_text("10001;1000*;*\n10002;1000*;*\n")
+    stages = _k_stages(k=2)
+    stages[2]["k_anonymity"]["hierarchies"]["zip"] = {"csv": "zip.csv"}
+    result = cli("run", workspace.config(stages=stages))
+    assert_clean_failure(result, 1, "column 'zip'", "3 distinct value(s)", workspace=workspace)
+    assert "10003" not in result.err
+
+
+def test_missing_hierarchy_file_is_a_config_error(workspace, cli) -> None:
+    stages = _k_stages(k=2)
+    stages[2]["k_anonymity"]["hierarchies"]["zip"] = {"csv": "absent.csv"}
+    assert_clean_failure(cli("run", workspace.config(stages=stages)), 2, "absent.csv", workspace=workspace)

@@ -215,7 +215,8 @@ def test_global_and_release_stages_plug_into_the_runner(workspace, cli, monkeypa
         {"dp_stats": {"epsilon": 1.0, "queries": [{"column": "income", "stat": "mean"}]}},
     ]
     before = tree_digest(workspace.input)
-    assert cli("run", workspace.config(stages=stages, io={"batch_rows": 3}), "--quiet").code == 0
+    budget = {"epsilon": 2.0, "ledger": str(workspace.root / "ledger.json")}  # DP stages fail closed without one
+    assert cli("run", workspace.config(stages=stages, io={"batch_rows": 3}, budget=budget), "--quiet").code == 0
     out = read_output(workspace.out)
     assert sorted(set(out.column("zip").to_pylist())) == ["10001", "10002"]
     assert out.num_rows == 5 and sum(_SuppressRareZips.observed) == 8
@@ -245,3 +246,19 @@ def test_module_entry_point_and_sample_command(tmp_path: Path) -> None:
 def test_keys_new_file_mode(tmp_path: Path, cli, mode: int) -> None:
     assert cli("keys", "new", "--out", tmp_path / "r.keyring").code == 0
     assert (tmp_path / "r.keyring").stat().st_mode & 0o777 == mode
+
+
+def test_k_anonymity_stage_in_a_run(workspace, cli) -> None:
+    stages = [
+        {"pseudonymize": {"columns": ["patient_id"]}},
+        {"drop": {"columns": ["name"]}},
+        {"k_anonymity": {"k": 2, "suppression_limit": 0.25, "hierarchies": {"zip": {"mask": {}}, "age": {"interval": {"widths": [10, 20, 40]}}}}},
+    ]
+    assert cli("run", workspace.config(stages=stages, io={"batch_rows": 3}), "--quiet").code == 0
+    out = read_output(workspace.out).to_pandas()
+    report = json.loads((workspace.out / "report.json").read_text())
+    entry = report["stages"][2]
+    assert out.groupby(["zip", "age"], dropna=False).size().min() >= 2
+    assert entry["suppressed_rows"] == 8 - len(out) <= 2
+    assert entry["achieved_k"] >= 2 and set(entry["levels"]) == {"zip", "age"}
+    assert report["output"]["rows"] == len(out)

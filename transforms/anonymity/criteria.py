@@ -1,0 +1,222 @@
+"""Evaluating one generalization (a lattice node) on the distinct tuples: its equivalence classes,
+which classes violate the criteria, and how many rows that would suppress.
+
+>>> import numpy as np, pyarrow as pa
+>>> from privprep.transforms.anonymity.tuples import TupleCounter
+>>> from privprep.transforms.hierarchies import build_hierarchy
+>>> counter = TupleCounter(["zip"]); counter.observe(pa.table({"zip": ["10001", "10002", "10002", "20001"]}))
+>>> t = counter.result()
+>>> ev = Evaluator(t, {"zip": build_hierarchy({"mask": {}}, "zip", t.dictionaries[0])}, Criteria(k=2))
+>>> ev.evaluate((0,)).suppressed_rows, ev.evaluate((1,)).suppressed_rows, ev.evaluate((5,)).suppressed_rows
+(2, 1, 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..hierarchies import Hierarchy
+from . import measures
+from .tuples import DistinctTuples
+
+
+@dataclass(frozen=True)
+class LDiversityCriterion:
+    column: str
+    l: float  # noqa: E741
+    variant: str = "distinct"
+    c: float | None = None
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What a valid generalization must satisfy."""
+
+    k: int = 1
+    suppression_limit: float = 0.0
+    l_diversity: tuple[LDiversityCriterion, ...] = ()
+    t_closeness: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def monotone(self) -> bool:
+        """Whether validity is monotone under generalization with this suppression limit.
+
+        k-anonymity and distinct l-diversity are (merging classes never adds violating rows); entropy
+        and recursive l-diversity and t-closeness are only without suppression."""
+        if self.suppression_limit == 0:
+            return True
+        return all(c.variant == "distinct" for c in self.l_diversity) and not self.t_closeness
+
+
+@dataclass
+class NodeResult:
+    """The outcome of one node: classes per tuple, violating classes, suppressed rows."""
+
+    node: tuple[int, ...]
+    classes: np.ndarray
+    n_classes: int
+    sizes: np.ndarray
+    violating: np.ndarray
+    suppressed_rows: int
+    valid: bool
+    monotone_valid: bool
+    failed: list[str] = field(default_factory=list)
+
+
+class Evaluator:
+    """Evaluates nodes (one level per quasi-identifier) against :class:`Criteria`."""
+
+    def __init__(
+        self, tuples: DistinctTuples, hierarchies: dict[str, Hierarchy], criteria: Criteria, *, cache_bytes: int = 256 << 20
+    ) -> None:
+        self.tuples = tuples
+        self.criteria = criteria
+        self.qis = list(hierarchies)
+        self.hierarchies = hierarchies
+        self.n = tuples.rows
+        self.limit = int(np.floor(criteria.suppression_limit * self.n + 1e-9))
+        self.heights = [hierarchies[q].height for q in self.qis]
+        # per QI and level: the generalized code of every tuple (cached while memory allows) and the
+        # number of codes; group codes of a few QIs at a time are cached under the same byte budget
+        self._tables = [hierarchies[q].level_codes() for q in self.qis]
+        self._base = [tuples.codes[:, tuples.index(q)] for q in self.qis]
+        self.cards = [[int(codes.max(initial=-1)) + 1 for codes in tables] for tables in self._tables]
+        m = len(tuples.counts)
+        self._budget = cache_bytes
+        self._gen: dict[tuple[int, int], np.ndarray] = {}
+        self._cache_gen = m * 4 * sum(h + 1 for h in self.heights) <= cache_bytes // 2
+        self.groups = _groups(self.heights)
+        self._group_codes: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, int]] = {}
+        self._cached_bytes = 0
+        self.sensitive_codes = {name: sensitive_codes(tuples, name) for name in self._sensitive_columns()}
+        self.checks = 0
+
+    def _sensitive_columns(self) -> list[str]:
+        names = [c.column for c in self.criteria.l_diversity] + [name for name, _ in self.criteria.t_closeness]
+        return list(dict.fromkeys(names))
+
+    def classes(self, node: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        """A class id for every tuple under ``node`` and the size of the id space.
+
+        Ids may be sparse (some ids have no tuple): quasi-identifiers are combined group by group from
+        cached dense group codes, and only a key space much larger than the table is densified."""
+        m = len(self.tuples.counts)
+        key = np.zeros(m, dtype=np.int64)
+        space = 1
+        for g, members in enumerate(self.groups):
+            codes, card = self._group(g, tuple(node[i] for i in members))
+            if space * card >= 1 << 62:
+                key, space = _densify(key)
+            key = key * card + codes
+            space *= card
+        if space > 4 * m + 4096:
+            key, space = _densify(key)
+        return key, space
+
+    def gen(self, i: int, level: int) -> np.ndarray:
+        """The code of every tuple's quasi-identifier ``i`` at ``level``."""
+        cached = self._gen.get((i, level))
+        if cached is not None:
+            return cached
+        codes = self._tables[i][level].astype(np.int32)[self._base[i]]
+        if self._cache_gen:
+            self._gen[(i, level)] = codes
+        return codes
+
+    def _group(self, g: int, levels: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        cached = self._group_codes.get((g, levels))
+        if cached is None:
+            members = self.groups[g]
+            key = np.zeros(len(self.tuples.counts), dtype=np.int64)
+            space = 1
+            for i, level in zip(members, levels):
+                key = key * self.cards[i][level] + self.gen(i, level)
+                space *= self.cards[i][level]
+            cached = _densify(key) if space > 4 * len(key) + 4096 else (key, space)
+            if self._cached_bytes + cached[0].nbytes <= self._budget // 2:
+                self._group_codes[(g, levels)] = cached
+                self._cached_bytes += cached[0].nbytes
+        return cached
+
+    def is_valid(self, node: tuple[int, ...]) -> tuple[bool, bool]:
+        """(valid, monotone part valid) of ``node``: the fast path of the search, which for k alone
+        needs one weighted count of the classes and no per-class detail."""
+        if self.criteria.l_diversity or self.criteria.t_closeness:
+            result = self.evaluate(node)
+            return result.valid, result.monotone_valid
+        self.checks += 1
+        classes, n_classes = self.classes(node)
+        sizes = np.bincount(classes, weights=self.tuples.counts, minlength=n_classes)
+        valid = bool(sizes[sizes < self.criteria.k].sum() <= self.limit)
+        return valid, valid
+
+    def evaluate(self, node: tuple[int, ...], *, count: bool = True) -> NodeResult:
+        """Classes and suppression of ``node``; ``valid`` when the suppressed rows fit the limit."""
+        self.checks += count
+        classes, n_classes = self.classes(node)
+        counts = self.tuples.counts
+        sizes = measures.class_sizes(classes, counts, n_classes)
+        violating = sizes < self.criteria.k
+        failed = ["k"] if violating.any() else []
+        mono_violating = violating.copy()
+        for crit in self.criteria.l_diversity:
+            codes, _ = self.sensitive_codes[crit.column]
+            if crit.variant == "distinct":
+                bad = measures.distinct_l(classes, counts, codes, n_classes) < crit.l
+                mono_violating |= bad
+            elif crit.variant == "entropy":
+                bad = measures.entropy_l(classes, counts, codes, n_classes) < crit.l - 1e-9
+            else:
+                bad = ~measures.recursive_cl(classes, counts, codes, n_classes, float(crit.c or 0), int(crit.l))
+            if bad.any():
+                failed.append(f"l_diversity[{crit.column}]")
+            violating |= bad
+        for name, t in self.criteria.t_closeness:
+            codes, ordered = self.sensitive_codes[name]
+            bad = measures.t_closeness(classes, counts, codes, n_classes, ordered=ordered) > t + 1e-12
+            if bad.any():
+                failed.append(f"t_closeness[{name}]")
+            violating |= bad
+        violating &= sizes > 0
+        mono_violating &= sizes > 0
+        suppressed = int(sizes[violating].sum())
+        mono_suppressed = int(sizes[mono_violating].sum())
+        valid = suppressed <= self.limit
+        monotone_valid = valid if self.criteria.monotone else mono_suppressed <= self.limit
+        return NodeResult(node, classes, n_classes, sizes, violating, suppressed, valid, monotone_valid, failed)
+
+
+def sensitive_codes(tuples: DistinctTuples, name: str) -> tuple[np.ndarray, bool]:
+    """Codes of a sensitive column per tuple, renumbered in value order for numeric columns (whose
+    t-closeness uses the ordered distance); the second item says whether it is ordered."""
+    j = tuples.index(name)
+    dictionary = tuples.dictionaries[j]
+    codes = tuples.codes[:, j].astype(np.int64)
+    ordered = pa.types.is_integer(dictionary.type) or pa.types.is_floating(dictionary.type) or pa.types.is_decimal(dictionary.type)
+    if ordered:
+        rank = pc.rank(dictionary, sort_keys="ascending", tiebreaker="dense")
+        codes = np.asarray(rank.to_numpy(), dtype=np.int64)[codes] - 1
+    return codes, ordered
+
+
+def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(key)
+    return codes.astype(np.int64), len(uniques)
+
+
+def _groups(heights: list[int], max_combinations: int = 64) -> list[list[int]]:
+    """Consecutive quasi-identifiers grouped so each group has at most ``max_combinations`` level combinations."""
+    groups: list[list[int]] = []
+    size = max_combinations + 1
+    for i, h in enumerate(heights):
+        if size * (h + 1) > max_combinations:
+            groups.append([])
+            size = 1
+        groups[-1].append(i)
+        size *= h + 1
+    return groups
