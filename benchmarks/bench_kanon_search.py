@@ -41,9 +41,10 @@ def main() -> None:
         stage = KAnonymity(k=k, quasi_identifiers=qis, hierarchies=hierarchies, suppression_limit=limit)
         t0 = time.perf_counter()
         stage.observe(table)
+        tuples = stage._counter.result()
         stage.decide()
         whole = time.perf_counter() - t0
-        tuples, built = stage.tuples_, stage.hierarchies_
+        built = stage.hierarchies_
         level_loss = []
         for i, q in enumerate(qis):
             counts = np.bincount(tuples.codes[:, i], weights=tuples.counts, minlength=len(tuples.dictionaries[i]))

@@ -3,9 +3,9 @@
 For each row count in --rows:
 
 * the input is generated once with ``privprep.pipeline.sample.write_sample(rows, dir, seed=0)``
-  (files of 1M rows, zstd) and cached under ``benchmarks/_data/input-<rows>/`` (delete it to
-  regenerate); a keyring is made once with ``privprep keys new --out benchmarks/_data/bench.keyring``
-  and a config ``benchmarks/_data/run-<rows>.yaml`` with the stages
+  (files of 1M rows, zstd) and cached under ``benchmarks/_data/bench_run-input-<rows>/`` (delete it to
+  regenerate); a keyring is made once with ``privprep keys new --out benchmarks/_data/bench_run.keyring``
+  and a config ``benchmarks/_data/bench_run-<rows>.yaml`` with the stages
   pseudonymize [patient_id] + pseudonymize [email] + drop [name, national_id, phone];
 * the floor: a subprocess that scans the same input with ``pyarrow.dataset`` in batches of 65,536
   rows and writes it with ``pyarrow.parquet.ParquetWriter`` (zstd, a new file every 1M rows, as
@@ -38,6 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data"
+PREFIX = "bench_run"          # every path this script makes under _data/ starts with it (shared folder)
 BIN = Path(sys.executable).parent
 PRIVPREP = BIN / "privprep"
 BATCH_ROWS = 65_536          # privprep's default io.batch_rows
@@ -107,13 +108,13 @@ def measure(cmd: list[str]) -> Measured:
 
 # -- inputs, keyring, config ----------------------------------------------------------------------------
 def ensure_input(rows: int) -> Path:
-    target = DATA / f"input-{rows}"
+    target = DATA / f"{PREFIX}-input-{rows}"
     if (target / "_COMPLETE").is_file():
         return target
     from privprep.pipeline.sample import write_sample
 
     DATA.mkdir(parents=True, exist_ok=True)
-    tmp = DATA / f".input-{rows}.tmp-{os.getpid()}"
+    tmp = DATA / f".{PREFIX}-input-{rows}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(target, ignore_errors=True)
     print(f"generating {rows:,} rows into {target} ...", file=sys.stderr, flush=True)
@@ -126,7 +127,7 @@ def ensure_input(rows: int) -> Path:
 
 
 def ensure_keyring() -> Path:
-    path = DATA / "bench.keyring"
+    path = DATA / f"{PREFIX}.keyring"
     if not path.is_file():
         DATA.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(PRIVPREP), "keys", "new", "--out", str(path)], check=True, capture_output=True)
@@ -134,8 +135,8 @@ def ensure_keyring() -> Path:
 
 
 def write_config(rows: int, input_dir: Path, keyring: Path) -> tuple[Path, Path]:
-    output = DATA / f"out-{rows}" / "privprep"
-    config = DATA / f"run-{rows}.yaml"
+    output = DATA / f"{PREFIX}-out-{rows}" / "privprep"
+    config = DATA / f"{PREFIX}-{rows}.yaml"
     lines = [
         "# written by benchmarks/bench_run.py",
         "version: 1",
@@ -171,7 +172,7 @@ class Result:
 def bench(rows: int, repeats: int, warmup: int) -> Result:
     input_dir = ensure_input(rows)
     config, output = write_config(rows, input_dir, ensure_keyring())
-    floor_out = DATA / f"out-{rows}" / "floor"
+    floor_out = DATA / f"{PREFIX}-out-{rows}" / "floor"
     floor_cmd = [sys.executable, str(Path(__file__).resolve()), "--_floor", str(input_dir), str(floor_out)]
     run_cmd = [str(PRIVPREP), "run", str(config), "--overwrite", "--quiet"]
     result = Result(rows)
@@ -209,7 +210,7 @@ def bench(rows: int, repeats: int, warmup: int) -> Result:
         first, second = (run_floor, run_privprep) if i % 2 == 0 else (run_privprep, run_floor)
         first(True)
         second(True)
-    shutil.rmtree(DATA / f"out-{rows}", ignore_errors=True)
+    shutil.rmtree(DATA / f"{PREFIX}-out-{rows}", ignore_errors=True)
     return result
 
 

@@ -27,7 +27,7 @@
 ... ''')
 >>> result = run(folder / "pipeline.yaml")
 >>> result.report["output"]["rows"], sorted(p.name for p in result.run_dir.iterdir())
-(50, ['data', 'report.json'])
+(50, ['data', 'report.html', 'report.json'])
 """
 
 from __future__ import annotations

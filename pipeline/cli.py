@@ -12,12 +12,12 @@ from typing import Optional
 
 import typer
 
-from privprep.schemas.errors import NotAvailableError, PrivprepError
+from privprep.schemas.errors import NotAvailableError, PrivprepError, UsageError
 from privprep.schemas.keyring import ALGORITHMS
 
 from . import api
 from .keyring import Keyring
-from .progress import Progress
+from .progress import LOG_FORMATS, Progress, configure_logging, json_logging
 
 EXIT_BUG = 70
 app = typer.Typer(
@@ -42,15 +42,22 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run, once this one succeeded"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate config, keys and input schema; write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
+    log_format: str = typer.Option("text", "--log-format", help="log lines on stderr: text, or json (one object per line)"),
 ) -> None:
     """Run the pipeline of CONFIG."""
-    _logging(quiet)
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not '{log_format}'")
+    _logging(quiet, log_format)
     if dry_run:
         typer.echo(api.plan(config, input=input, output=output).describe())
         return
-    result = api.run(config, input=input, output=output, overwrite=overwrite, progress=Progress(quiet=quiet))
-    if not quiet:
-        out = result.report["output"]
+    progress = Progress(quiet=quiet, terminal=False if log_format == "json" else None)
+    result = api.run(config, input=input, output=output, overwrite=overwrite, progress=progress)
+    out = result.report["output"]
+    if log_format == "json":
+        log.info("run finished", extra={"event": "run_done", "run_dir": str(result.run_dir), "rows": out["rows"],
+                                        "rows_removed": out["rows_removed"]})
+    elif not quiet:
         typer.echo(f"{result.run_dir}: {out['rows']:,} rows written, {out['rows_removed']:,} removed", err=True)
 
 
@@ -184,9 +191,19 @@ def decrypt(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(...)) -> None:
-    """(Re)build report.html from report.json."""
-    _not_yet("report")
+def report(
+    run_dir: Path = typer.Argument(..., help="a run directory written by privprep run"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
+) -> None:
+    """(Re)build RUN_DIR/report.html from RUN_DIR/report.json (self-contained: no network needed to view it)."""
+    from .html_report import rebuild
+    from .plots import available
+
+    _logging(quiet)
+    path = rebuild(run_dir)
+    if not quiet:
+        plots = "" if available() else " (without plots: pip install 'privprep[report]' to get them)"
+        typer.echo(f"wrote {path}{plots}", err=True)
 
 
 @federate_app.command("simulate")
@@ -200,12 +217,8 @@ def federate_simulate(
     _not_yet("federate simulate")
 
 
-def _logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("privprep: %(message)s"))
-    root = logging.getLogger("privprep")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+def _logging(quiet: bool, log_format: str = "text") -> None:
+    configure_logging(quiet=quiet, log_format=log_format)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +254,9 @@ def _dispatch(args: list[str], debug: bool) -> int:
 
 
 def _error(message: str) -> None:
+    if json_logging():  # --log-format json: the error is a JSON line too
+        typer.echo(json.dumps({"level": "error", "logger": "privprep", "message": message, "event": "error"}), err=True)
+        return
     typer.echo(f"privprep: error: {message}", err=True)
 
 

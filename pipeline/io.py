@@ -59,7 +59,14 @@ class InputSource:
         return ds.dataset([str(f) for f in self.files], format=fmt, schema=self.schema)
 
     def batches(self, columns: list[str] | None = None, *, batch_rows: int = 65_536) -> Iterator[pa.Table]:
-        """Yield the input in order as tables of at most ``batch_rows`` rows, only ``columns``."""
+        """Yield the input in order as tables of at most ``batch_rows`` rows, only ``columns``.
+
+        Parquet files are read one after the other, a row group at a time, so memory is bounded by
+        one row group whatever the input size (a dataset scanner may buffer up to 1 GiB ahead of a
+        slow consumer). CSV goes through a dataset scanner with bounded readahead."""
+        if self.format == "parquet":
+            yield from self._parquet_batches(columns, batch_rows)
+            return
         scanner = self.dataset().scanner(
             columns=columns,
             batch_size=batch_rows,
@@ -74,6 +81,18 @@ class InputSource:
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"input '{self.files[0].parent}': a file could not be read ({_short(exc)})") from None
 
+    def _parquet_batches(self, columns: list[str] | None, batch_rows: int) -> Iterator[pa.Table]:
+        names = columns if columns is not None else self.schema.names
+        target = pa.schema([self.schema.field(name) for name in names])
+        for file in self.files:
+            try:
+                reader = pq.ParquetFile(file)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=names, use_threads=True):
+                    if batch.num_rows:
+                        table = pa.Table.from_batches([batch])
+                        yield table if table.schema.equals(target) else table.select(names).cast(target)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"input file '{file}' could not be read ({_short(exc)})") from None
 
 def discover(spec: str) -> list[Path]:
     """The input files named by ``spec`` (file, directory or glob), sorted; none found is an error."""

@@ -26,7 +26,6 @@ from pydantic import ValidationError
 
 from privprep.schemas.errors import KeyringError
 from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, KeyringFile, PublicKeyFile, SecretKey
-from privprep.transforms.recipient import public_key_of
 
 from .fsutil import write_text_atomic
 
@@ -137,7 +136,8 @@ class Keyring:
     def write_public_key(self, key_id: str, path: str | os.PathLike[str]) -> Path:
         """Write the public half of recipient key ``key_id`` to ``path`` (a JSON file, not secret), atomically."""
         private = self.resolve("recipient", key_id)
-        document = PublicKeyFile(id=private.id, public_key=base64.b64encode(public_key_of(private)).decode("ascii"))
+        public = bytes(PrivateKey(private.material).public_key)
+        document = PublicKeyFile(id=private.id, public_key=base64.b64encode(public).decode("ascii"))
         path = Path(path)
         write_text_atomic(path, document.model_dump_json(indent=2) + "\n", mode=0o644)
         return path

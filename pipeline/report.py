@@ -1,5 +1,6 @@
 """``report.json`` (SPEC §4): the machine-readable record of a run. It holds column names, counts,
-levels, measures and released values only: never a cell value, never key material."""
+levels, measures and released values only: never a cell value, never key material. It is checked
+against :mod:`privprep.schemas.report` before it is written, and ``report.html`` is built from it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from privprep.schemas.report import validate_report
 
 from .fsutil import write_text_atomic
 
@@ -34,6 +37,7 @@ def build_report(
     """Assemble the report of a finished run from its plan and measured figures."""
     loaded = plan.loaded
     return {
+        "kind": "run",
         "report_version": REPORT_VERSION,
         "privprep_version": privprep_version(),
         "config_sha256": loaded.sha256,
@@ -59,8 +63,17 @@ def build_report(
     }
 
 
-def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
-    """Write ``report.json`` into ``run_dir`` atomically."""
+def write_report(run_dir: Path, report: dict[str, Any], *, html: bool = True) -> Path:
+    """Check ``report`` against the report schema, then write ``report.json`` and (unless ``html`` is
+    false) ``report.html`` into ``run_dir``, each atomically. A report that does not match the schema
+    is a bug: nothing is written and the run fails."""
+    text = json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
+    document = json.loads(text)  # check exactly what is written
+    validate_report(document)
     path = Path(run_dir) / "report.json"
-    write_text_atomic(path, json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
+    write_text_atomic(path, text)
+    if html:
+        from .html_report import write_html
+
+        write_html(Path(run_dir), document)
     return path

@@ -64,10 +64,12 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
             for index, stage in enumerate(plan.stages):
                 t1 = time.perf_counter()
                 if stage.kind == "global":
-                    stage.decide()  # type: ignore[attr-defined]
+                    with progress.step(f"{stage_path(index, stage.name)}: deciding"):
+                        stage.decide()  # type: ignore[attr-defined]
                 elif stage.kind == "release":
                     scope = _scope(plan, index, stage, scopes)
-                    extra[index] = {"releases": stage.release(scope)}  # type: ignore[attr-defined]
+                    with progress.step(f"{stage_path(index, stage.name)}: releasing"):
+                        extra[index] = {"releases": stage.release(scope)}  # type: ignore[attr-defined]
                     _settle(plan, scope)
                 seconds[index] += time.perf_counter() - t1
 
@@ -98,13 +100,15 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
             if stage.kind == "sink":
                 t1 = time.perf_counter()
                 scope = _scope(plan, index, stage, scopes)
-                extra[index] = stage.consume(run_dir.path / "data", run_dir.path, scope)  # type: ignore[attr-defined]
+                with progress.step(f"{stage_path(index, stage.name)}: running"):
+                    extra[index] = stage.consume(run_dir.path / "data", run_dir.path, scope)  # type: ignore[attr-defined]
                 _settle(plan, scope)
                 seconds[index] += time.perf_counter() - t1
 
         timings["total_seconds"] = time.perf_counter() - started
         entries = [
-            _stage_entry(stage, rows_in_by_stage.get(i, rows_in), rows_out_by_stage.get(i, rows_in), seconds[i], extra.get(i))
+            _stage_entry(stage, rows_in_by_stage.get(i, rows_in), rows_out_by_stage.get(i, rows_in), seconds[i], extra.get(i),
+                         sink_rows=writer.rows)
             for i, stage in enumerate(plan.stages)
         ]
         report = build_report(
@@ -186,10 +190,15 @@ def _write_stats(run_dir: Path, plan: Plan, extra: dict[int, dict[str, Any]]) ->
     write_text_atomic(run_dir / "stats.json", json.dumps(document, indent=2) + "\n")
 
 
-def _stage_entry(stage: Stage, rows_in: int, rows_out: int, seconds: float, extra: dict[str, Any] | None) -> dict[str, Any]:
+def _stage_entry(
+    stage: Stage, rows_in: int, rows_out: int, seconds: float, extra: dict[str, Any] | None, *, sink_rows: int
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": stage.name, "kind": stage.kind}
-    if stage.kind in ("map", "global"):
-        entry.update(rows_in=rows_in, rows_out=rows_out)
+    if stage.kind == "sink":  # consumes the written output
+        rows_in = rows_out = sink_rows
+    entry.update(rows_in=rows_in, rows_out=rows_out)  # a release stage observes every input row and changes none
+    if not type(stage).__module__.startswith("privprep."):  # a plug-in: the report schema checks its common fields only
+        entry["plugin"] = f"{type(stage).__module__}.{type(stage).__qualname__}"
     entry["seconds"] = round(seconds, 4)
     entry.update(stage.report())
     if extra:

@@ -98,6 +98,14 @@ class StageBase(Open):
     seconds: Seconds
     rows_in: Count | None = Field(None, description="rows the stage saw")
     rows_out: Count | None = Field(None, description="rows the stage passed on")
+    plugin: None = Field(None, description="absent for privprep's own stages")
+
+
+class PluginEntry(StageBase):
+    """A stage class from outside privprep registered under a stage name (a plug-in or a test double):
+    only the common fields are checked; ``plugin`` names its class."""
+
+    plugin: Annotated[str, Field(min_length=1)]  # type: ignore[assignment]
 
 
 class RowStage(StageBase):
@@ -257,15 +265,24 @@ class TrainEntry(StageBase):
     history: list[TrainEpoch] | None = Field(None, description="per epoch: accuracy and epsilon spent so far")
 
 
+_NAMED: dict[str, type[StageBase]] = {
+    "pseudonymize": PseudonymizeEntry, "tokenize": TokenizeEntry, "encrypt": EncryptEntry, "mask": MaskEntry,
+    "drop": DropEntry, "generalize": GeneralizeEntry, "k_anonymity": KAnonymityEntry, "dp_stats": DpStatsEntry,
+    "train": TrainEntry, "decrypt": DecryptEntry,
+}
+
+
+def _stage_tag(value: Any) -> str | None:
+    get = value.get if isinstance(value, dict) else (lambda key: getattr(value, key, None))
+    return "plugin" if get("plugin") else get("name")
+
+
 StageEntry = Annotated[
-    Union[
-        PseudonymizeEntry, TokenizeEntry, EncryptEntry, MaskEntry, DropEntry, GeneralizeEntry,
-        KAnonymityEntry, DpStatsEntry, TrainEntry, DecryptEntry,
-    ],
-    Field(discriminator="name"),
+    Union[tuple(Annotated[model, Tag(name)] for name, model in {**_NAMED, "plugin": PluginEntry}.items())],  # type: ignore[misc]
+    Discriminator(_stage_tag, custom_error_type="invalid_stage", custom_error_message="unknown stage name"),
 ]
 #: Stage names with an entry model (a test holds this to the config's stage names).
-STAGE_ENTRIES = ("pseudonymize", "tokenize", "encrypt", "mask", "drop", "generalize", "k_anonymity", "dp_stats", "train", "decrypt")
+STAGE_ENTRIES = tuple(_NAMED)
 
 
 # -- the document ------------------------------------------------------------------------------------------
@@ -336,6 +353,7 @@ __all__ = [
     "DecryptReport",
     "DpRelease",
     "KAnonymityEntry",
+    "PluginEntry",
     "Report",
     "RunReport",
     "TrainEntry",

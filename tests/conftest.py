@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,43 @@ def tree_digest(path: Path) -> str:
             digest.update(oct(os.stat(p).st_mode).encode())
             digest.update(p.read_bytes())
     return digest.hexdigest()
+
+
+# -- every report.json the suite writes matches the report schema (issue 7) ----------------------------------
+
+REPORT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json"
+_report_validator: list[Any] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "report_unchecked: the test writes report.json files that are not privprep reports on purpose")
+
+
+def check_report_file(path: Path) -> dict[str, Any]:
+    """``path`` (a run's report.json) matches the pydantic model and the committed JSON Schema, and has
+    its report.html beside it."""
+    import jsonschema
+
+    from privprep.schemas.report import validate_report
+
+    document = json.loads(path.read_text(encoding="utf-8"))
+    validate_report(document)
+    if not _report_validator:
+        schema = json.loads(REPORT_SCHEMA.read_text(encoding="utf-8"))
+        _report_validator.append(jsonschema.Draft202012Validator(schema))
+    error = jsonschema.exceptions.best_match(_report_validator[0].iter_errors(document))
+    assert error is None, f"{path}: schemas/report.schema.json: {error.message[:300]} at {list(error.absolute_path)}"
+    assert (path.parent / "report.html").is_file(), f"{path.parent}: report.json without report.html"
+    return document
+
+
+@pytest.fixture(autouse=True)
+def _reports_match_schema(request: pytest.FixtureRequest) -> Any:
+    """After each test that has a tmp_path, check every report.json written under it (a few ms)."""
+    root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if root is None or request.node.get_closest_marker("report_unchecked") or not root.exists():
+        return
+    for path in sorted(root.rglob("report.json")):
+        if not any(part.startswith(".") for part in path.relative_to(root).parts):  # not inside a hidden temp dir
+            check_report_file(path)

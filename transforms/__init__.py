@@ -18,6 +18,7 @@ from .k_anonymity import KAnonymity
 from .mask import Mask
 from .pseudonymize import Pseudonymize, derive_domain_key
 from .tokenize import Tokenize, detokenize_column
+from .train import Train  # registers 'train'; torch is imported only when training starts
 
 __all__ = [
     "DpStats",
@@ -34,6 +35,7 @@ __all__ = [
     "Stage",
     "StageContext",
     "Tokenize",
+    "Train",
     "decrypt_column",
     "derive_domain_key",
     "detokenize_column",

@@ -29,7 +29,7 @@ from privprep.schemas.stages import KAnonymityParams, LDiversity
 from .anonymity import measures
 from .anonymity.criteria import Criteria, Evaluator, LDiversityCriterion, NodeResult
 from .anonymity.loss import SEPARABLE, aecs, discernibility, loss_terms, nu_entropy_terms
-from .anonymity.search import SearchResult, search
+from .anonymity.search import search
 from .anonymity.tuples import DistinctTuples, TupleCounter
 from .base import GlobalStage, StageContext
 from .hierarchies import Hierarchy, build_hierarchy, read_arx_csv
@@ -139,28 +139,47 @@ class KAnonymity(GlobalStage):
 
     def decide(self) -> None:
         tuples = self._counter.result()
-        self.tuples_ = tuples
+        self._counter = TupleCounter(self._counter.columns)  # the counts live on only in ``tuples`` below
         self.hierarchies_ = {
             q: build_hierarchy(self.params.hierarchies[q], q, tuples.dictionaries[i], base_dir=self._path_base())
             for i, q in enumerate(self.quasi_identifiers)
         }
         evaluator = Evaluator(tuples, self.hierarchies_, self.criteria)
-        self.risk_before_, self.class_sizes_before_ = self._bottom_risk(evaluator)
+        risk_before, sizes_before = self._bottom_risk(evaluator, tuples)
         level_loss = self._level_loss(tuples) if self.params.metric in SEPARABLE else None
         result = search(
             evaluator, level_loss=level_loss, metric=self.params.metric, max_nodes=self.max_nodes, time_limit=self.params.time_limit
         )
         if result.node is None or result.result is None:
             raise PrivacyError(self._unreachable_message(evaluator))
-        self.search_ = result
-        self.node_ = result.result
         self.levels_ = dict(zip(self.quasi_identifiers, result.node))
-        self._prepare_apply(evaluator, result.result)
+        self._prepare_apply(tuples, result.result)
+        node = result.result
+        kept = node.sizes[~node.violating & (node.sizes > 0)]
+        self.summary_ = {
+            "achieved_k": int(kept.min()) if len(kept) else None,
+            "suppressed_rows": int(node.suppressed_rows),
+            "equivalence_classes": int(len(kept)),
+            "information_loss": {"metric": self.params.metric, "value": float(result.loss)},
+            "risk_before": risk_before,
+            "risk_after": measures.risk(kept),
+            "class_sizes_before": sizes_before,
+            "class_sizes_after": _size_histogram(kept),
+            "search": {
+                "nodes_total": int(result.nodes_total),
+                "nodes_checked": int(result.nodes_checked),
+                "seconds": round(result.seconds, 4),
+                "strategy": result.strategy,
+                "heuristic": bool(result.heuristic),
+                "rows": tuples.rows,
+                "distinct_tuples": int(len(tuples.counts)),
+            },
+        }
         if result.heuristic:
             log.warning("k_anonymity: the lattice has %s nodes; a time-bounded heuristic chose the levels", f"{result.nodes_total:,}")
 
     def transform(self, table: pa.Table) -> pa.Table:
-        if not hasattr(self, "levels_"):
+        if not hasattr(self, "summary_"):
             raise RuntimeError("k_anonymity: decide() must run before transform()")
         if table.num_rows == 0:
             return self._generalize_columns(table, {q: np.empty(0, np.int64) for q in self.quasi_identifiers})
@@ -173,39 +192,24 @@ class KAnonymity(GlobalStage):
         return table if keep.all() else table.filter(pa.array(keep))
 
     def report(self) -> dict[str, Any]:
-        if not hasattr(self, "node_"):
+        if not hasattr(self, "summary_"):
             return {"k": self.params.k, "quasi_identifiers": self.quasi_identifiers}
-        node, evaluator_n = self.node_, self.tuples_.rows
-        kept = node.sizes[~node.violating & (node.sizes > 0)]
-        result: SearchResult = self.search_
+        summary = self.summary_
         return {
             "k": self.params.k,
-            "achieved_k": int(kept.min()) if len(kept) else None,
+            "achieved_k": summary["achieved_k"],
             "suppression_limit": self.params.suppression_limit,
             "quasi_identifiers": self.quasi_identifiers,
             "levels": dict(self.levels_),
             "level_names": {q: _level_name(self.hierarchies_[q], lvl) for q, lvl in self.levels_.items()},
             "heights": {q: self.hierarchies_[q].height for q in self.quasi_identifiers},
-            "suppressed_rows": int(node.suppressed_rows),
-            "equivalence_classes": int(len(kept)),
-            "information_loss": {"metric": self.params.metric, "value": float(result.loss)},
-            "risk_before": self.risk_before_,
-            "risk_after": measures.risk(kept),
-            "class_sizes_before": self.class_sizes_before_,
-            "class_sizes_after": _size_histogram(kept),
+            **{key: summary[key] for key in ("suppressed_rows", "equivalence_classes", "information_loss")},
+            **{key: summary[key] for key in ("risk_before", "risk_after", "class_sizes_before", "class_sizes_after")},
             "criteria": {
                 "l_diversity": {c.column: {"l": c.l, "variant": c.variant, **({"c": c.c} if c.c else {})} for c in self.criteria.l_diversity},
                 "t_closeness": dict(self.criteria.t_closeness),
             },
-            "search": {
-                "nodes_total": int(result.nodes_total),
-                "nodes_checked": int(result.nodes_checked),
-                "seconds": round(result.seconds, 4),
-                "strategy": result.strategy,
-                "heuristic": bool(result.heuristic),
-                "rows": evaluator_n,
-                "distinct_tuples": int(len(self.tuples_.counts)),
-            },
+            "search": dict(summary["search"]),
         }
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -229,9 +233,10 @@ class KAnonymity(GlobalStage):
                 out.append(loss_terms(counts, levels, tuples.rows, len(self.quasi_identifiers)))
         return out
 
-    def _bottom_risk(self, evaluator: Evaluator) -> tuple[dict[str, float], dict[str, int]]:
+    def _bottom_risk(self, evaluator: Evaluator, tuples: DistinctTuples) -> tuple[dict[str, float], dict[str, int]]:
         classes, space = evaluator.classes(tuple(0 for _ in self.quasi_identifiers))
-        sizes = measures.class_sizes(classes, self.tuples_.counts, space)
+        sizes = measures.class_sizes(classes, tuples.counts, space)
+        del classes
         sizes = sizes[sizes > 0]
         return measures.risk(sizes), _size_histogram(sizes)
 
@@ -246,7 +251,7 @@ class KAnonymity(GlobalStage):
             f"the best reachable k is {n:,}" + ("" if n >= self.params.k else f", fewer than k={self.params.k} rows in the input")
         )
 
-    def _prepare_apply(self, evaluator: Evaluator, node: NodeResult) -> None:
+    def _prepare_apply(self, tuples: DistinctTuples, node: NodeResult) -> None:
         """Per quasi-identifier: dense codes at the chosen level and the string values; the keys of
         suppressed classes in the same mixed radix as :meth:`transform` computes."""
         self._level_codes: dict[str, np.ndarray] = {}
@@ -260,9 +265,9 @@ class KAnonymity(GlobalStage):
             self._radix[q] = int(codes.max(initial=-1)) + 1
         if sum(np.log2(max(r, 1)) for r in self._radix.values()) >= 62:
             raise DataError("k_anonymity: too many distinct generalized tuples to index; generalize further")
-        tuple_key = np.zeros(len(self.tuples_.counts), dtype=np.int64)
+        tuple_key = np.zeros(len(tuples.counts), dtype=np.int64)
         for i, q in enumerate(self.quasi_identifiers):
-            tuple_key = tuple_key * self._radix[q] + self._level_codes[q][self.tuples_.codes[:, i]]
+            tuple_key = tuple_key * self._radix[q] + self._level_codes[q][tuples.codes[:, i]]
         suppressed_tuple = node.violating[node.classes]
         self._suppressed_keys = np.unique(tuple_key[suppressed_tuple])
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from privprep.pipeline.column_encryption import METADATA_KEY, is_encrypted_file, read_table
 from privprep.pipeline.decrypt import decrypt_run
 from privprep.pipeline.keyring import Keyring
-from privprep.transforms import decrypt_column
+from privprep.schemas.stages import KAnonymityParams
+from privprep.transforms import decrypt_column, registry
+from privprep.transforms.base import GlobalStage
 from privprep.transforms.recipient import SEALED_KEY_PREFIX
 from tests.conftest import small_table
 
@@ -133,3 +137,54 @@ def test_rotation_old_data_decrypts_new_data_uses_the_new_key(workspace, cli) ->
         assert table.column("name").to_pylist() == small_table().column("name").to_pylist()
         assert table.column("patient_id").to_pylist() == small_table().column("patient_id").to_pylist()
         assert table.column("income").to_pylist() == small_table().column("income").to_pylist()
+
+
+class _DropOddAges(GlobalStage):
+    """Test double of a row-removing global stage."""
+
+    name: ClassVar[str] = "k_anonymity"
+    Params = KAnonymityParams
+
+    @classmethod
+    def from_config(cls, params: Any, *, context: Any) -> "_DropOddAges":
+        return cls()
+
+    def input_columns(self) -> list[str]:
+        return ["age"]
+
+    def observe(self, table: pa.Table) -> None:
+        pass
+
+    def decide(self) -> None:
+        pass
+
+    def transform(self, table: pa.Table) -> pa.Table:
+        return table.filter(pc.equal(pc.bit_wise_and(table.column("age"), 1), 0))
+
+    def report(self) -> dict[str, Any]:  # the fields report.json requires of a k_anonymity entry
+        risk = {"prosecutor_max": 1.0, "prosecutor_avg": 1.0, "sample_uniques": 0.0}
+        return {
+            "k": 2, "achieved_k": 2, "quasi_identifiers": ["age"], "levels": {"age": 0}, "suppressed_rows": 0,
+            "equivalence_classes": 1, "information_loss": {"metric": "loss", "value": 0.0},
+            "risk_before": risk, "risk_after": risk, "search": {"nodes_total": 1, "nodes_checked": 1, "seconds": 0.0},
+        }
+
+
+def test_recipient_mode_with_rows_removed_after_encryption(workspace, cli, monkeypatch) -> None:
+    monkeypatch.setitem(registry._STAGES, "k_anonymity", _DropOddAges)
+    analyst, public = recipient(workspace, cli)
+    rows = pa.concat_tables([small_table()] * 40)
+    source = workspace.root / "many.parquet"
+    pq.write_table(rows, source)
+    stages = [
+        {"drop": {"columns": ["patient_id", "name"]}},
+        {"encrypt": {"columns": ["diagnosis"], "recipient": str(public)}},
+        {"k_anonymity": {"k": 2, "quasi_identifiers": ["age"]}},
+    ]
+    config = workspace.config(input=str(source), stages=stages, io={"batch_rows": 7, "rows_per_file": 100})
+    assert cli("run", config, "--quiet").code == 0
+    files = sorted((workspace.out / "data").iterdir())
+    assert all(pq.read_metadata(f).num_rows <= 100 for f in files) and len(files) >= 2
+    kept = rows.filter(pc.equal(pc.bit_wise_and(rows.column("age"), 1), 0))
+    result = decrypt_run(workspace.out, keyring=analyst, columns=["diagnosis"])
+    assert pq.read_table(result.run_dir / "data").column("diagnosis").to_pylist() == kept.column("diagnosis").to_pylist()

@@ -72,7 +72,7 @@ class Evaluator:
     """Evaluates nodes (one level per quasi-identifier) against :class:`Criteria`."""
 
     def __init__(
-        self, tuples: DistinctTuples, hierarchies: dict[str, Hierarchy], criteria: Criteria, *, cache_bytes: int = 256 << 20
+        self, tuples: DistinctTuples, hierarchies: dict[str, Hierarchy], criteria: Criteria, *, cache_bytes: int = 128 << 20
     ) -> None:
         self.tuples = tuples
         self.criteria = criteria

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from privprep.schemas.errors import DataError
 
-_CONSOLIDATE_ROWS = 1 << 21
+_CONSOLIDATE_ROWS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,16 @@ class DistinctTuples:
 
 
 class TupleCounter:
-    """Accumulates :class:`DistinctTuples` over batches (the ``observe`` pass of a global stage)."""
+    """Accumulates :class:`DistinctTuples` over batches (the ``observe`` pass of a global stage).
+
+    Each batch's tuples are counted with Arrow's hash aggregation and the partial counts are merged
+    the same way once they grow past a threshold, so memory follows the number of distinct tuples."""
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = list(columns)
+        self._keys = [f"c{j}" for j in range(len(columns))]
         self._dictionaries: list[pa.Array | None] = [None] * len(columns)
-        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._parts: list[pa.Table] = []
         self._buffered = 0
 
     def observe(self, table: pa.Table) -> None:
@@ -65,34 +69,38 @@ class TupleCounter:
         missing = [c for c in self.columns if c not in table.column_names]
         if missing:
             raise DataError(f"column(s) not in the data: {', '.join(missing)}")
-        codes = np.empty((table.num_rows, len(self.columns)), dtype=np.int32)
-        for j, column in enumerate(self.columns):
-            codes[:, j] = self._global_codes(j, table.column(column))
-        unique, counts = unique_rows(codes)
-        self._parts.append((unique, counts))
-        self._buffered += len(unique)
-        if self._buffered > _CONSOLIDATE_ROWS:
-            self._consolidate()
+        codes = {key: pa.array(self._global_codes(j, table.column(column))) for j, (key, column) in enumerate(zip(self._keys, self.columns))}
+        counted = pa.table(codes).group_by(self._keys, use_threads=False).aggregate([([], "count_all")])
+        self._append(counted.rename_columns([*self._keys, "n"]))
 
     def result(self) -> DistinctTuples:
-        """The distinct tuples seen so far."""
+        """The distinct tuples seen so far (codes in a column-major array, one column per input column)."""
         self._consolidate()
-        if self._parts:
-            codes, counts = self._parts[0]
-        else:
-            codes, counts = np.empty((0, len(self.columns)), np.int32), np.empty(0, np.int64)
         dictionaries = tuple(d if d is not None else pa.array([], pa.null()) for d in self._dictionaries)
+        if not self._parts:
+            return DistinctTuples(tuple(self.columns), dictionaries, np.empty((0, len(self.columns)), np.int32), np.empty(0, np.int64))
+        table = self._parts[0]
+        codes = np.empty((table.num_rows, len(self.columns)), dtype=np.int32, order="F")
+        for j, key in enumerate(self._keys):
+            codes[:, j] = table.column(key).to_numpy()
+        counts = np.asarray(table.column("n").to_numpy(), dtype=np.int64)
         return DistinctTuples(tuple(self.columns), dictionaries, codes, counts)
 
     def merge(self, other: "TupleCounter") -> None:
         """Add the counts of another counter over the same columns (for partitioned engines)."""
         result = other.result()
-        for j in range(len(self.columns)):
-            if len(result.dictionaries[j]):
-                remap = self._remap(j, result.dictionaries[j])
-                result.codes[:, j] = remap[result.codes[:, j]]
-        self._parts.append((result.codes, result.counts))
+        codes = {}
+        for j, key in enumerate(self._keys):
+            remap = self._remap(j, result.dictionaries[j]) if len(result.dictionaries[j]) else np.empty(0, np.int32)
+            codes[key] = pa.array(remap[result.codes[:, j]] if len(remap) else result.codes[:, j])
+        self._append(pa.table({**codes, "n": pa.array(result.counts)}))
         self._consolidate()
+
+    def _append(self, part: pa.Table) -> None:
+        self._parts.append(part)
+        self._buffered += part.num_rows
+        if self._buffered > _CONSOLIDATE_ROWS and len(self._parts) > 1:
+            self._consolidate()
 
     def _global_codes(self, j: int, column: pa.ChunkedArray) -> np.ndarray:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -127,32 +135,9 @@ class TupleCounter:
     def _consolidate(self) -> None:
         if len(self._parts) <= 1:
             return
-        codes = np.concatenate([p[0] for p in self._parts])
-        counts = np.concatenate([p[1] for p in self._parts])
-        unique, inverse = unique_rows(codes, return_inverse=True)
-        self._parts = [(unique, np.bincount(inverse, weights=counts, minlength=len(unique)).astype(np.int64))]
-        self._buffered = len(unique)
-
-
-def unique_rows(codes: np.ndarray, *, return_inverse: bool = False):  # type: ignore[no-untyped-def]
-    """Distinct rows of a 2-D non-negative integer array, with counts (or the inverse mapping).
-
-    Rows are packed into one int64 key when the value ranges allow (the common case), else compared
-    as raw bytes; the order of the result is the sorted order of the keys, so it is deterministic.
-    """
-    rows, width = codes.shape
-    if rows == 0:
-        empty = np.empty((0, width), dtype=codes.dtype)
-        return (empty, np.empty(0, np.int64)) if not return_inverse else (empty, np.empty(0, np.int64))
-    radix = codes.max(axis=0).astype(np.int64) + 1
-    if np.sum(np.log2(radix.astype(float))) < 62:
-        key = np.zeros(rows, dtype=np.int64)
-        for j in range(width):
-            key = key * radix[j] + codes[:, j]
-    else:
-        key = np.ascontiguousarray(codes).view(np.dtype((np.void, codes.dtype.itemsize * width))).ravel()
-    _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
-    unique = codes[first]
-    if return_inverse:
-        return unique, inverse.ravel()
-    return unique, counts.astype(np.int64)
+        merged = pa.concat_tables(self._parts)
+        self._parts = []
+        summed = merged.group_by(self._keys, use_threads=False).aggregate([("n", "sum")])
+        del merged
+        self._parts = [summed.rename_columns([*self._keys, "n"])]
+        self._buffered = summed.num_rows

@@ -1,0 +1,173 @@
+"""``report.html`` (SPEC §4): one self-contained page built only from ``report.json``.
+
+Inline CSS, plots as inline SVG (:mod:`.plots`, when matplotlib is installed), no script, font or
+image from anywhere: the page renders with networking off. Sections: a summary (status, rows,
+privacy guarantees achieved, budget spent and left), then one section per stage. Every value shown
+comes from the validated report, so the page holds what the report holds: column names, counts,
+levels, measures, key ids and DP-released values, never a cell value or key material; every text
+is HTML-escaped.
+
+>>> page = render({"report_version": 1, "privprep_version": "0.1.0", "config_sha256": "ab" * 32,
+...     "status": "success", "input": {"rows": 3}, "output": {"rows": 3}, "keys_used": [],
+...     "timings": {"total_seconds": 0.1}, "stages": []}, plots=False)
+>>> page.startswith("<!DOCTYPE html>"), "<script" in page, "<section id='summary'>" in page
+(True, False, True)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from privprep.schemas.errors import InputError
+from privprep.schemas.report import validate_report
+
+from . import plots as P
+from .fsutil import write_text_atomic
+from .html_style import CSS
+
+PLOTS_HINT = "pip install 'privprep[report]'"
+DP_TABLE_ROWS = 200
+KIND_TEXT = {"map": "row by row", "global": "two passes", "release": "DP release", "sink": "consumes the output"}
+
+
+def write_html(run_dir: Path, report: dict[str, Any]) -> Path:
+    """Write ``report.html`` into ``run_dir`` atomically."""
+    path = Path(run_dir) / "report.html"
+    write_text_atomic(path, render(report))
+    return path
+
+
+def rebuild(run_dir: str | Path) -> Path:
+    """``privprep report RUN_DIR``: (re)build ``report.html`` from the run's ``report.json``."""
+    source = Path(run_dir) / "report.json"
+    if not source.is_file():
+        raise InputError(f"'{run_dir}' is not a privprep run directory (no report.json)")
+    try:
+        document = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"'{source}' cannot be read as JSON ({type(exc).__name__})") from None
+    try:
+        validate_report(document)
+    except ValueError as exc:
+        raise InputError(f"'{source}': {exc}") from None
+    return write_html(Path(run_dir), document)
+
+
+def render(report: dict[str, Any], *, plots: bool | None = None) -> str:
+    """The whole page as text; ``plots=None`` draws them when matplotlib is installed."""
+    doc = validate_report(report).model_dump(mode="json")
+    page = _Page(doc, P.available() if plots is None else plots)
+    return page.text()
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def num(value: Any) -> str:
+    """A number for people: thousands separators, a few significant digits."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return esc(value)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def table(rows: list[tuple[str, str]], cls: str = "kv") -> str:
+    """A two-column table; the cells are already HTML."""
+    body = "".join(f"<tr><th scope='row'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<table class='{cls}'><tbody>{body}</tbody></table>"
+
+
+def grid(header: list[str], rows: list[list[str]], cls: str = "grid") -> str:
+    head = "".join(f"<th scope='col'>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def code(value: Any) -> str:
+    return f"<code>{esc(value)}</code>"
+
+
+def names(values: list[Any]) -> str:
+    return ", ".join(code(v) for v in values) or "–"
+
+
+def cards(items: list[tuple[str, str, str]]) -> str:
+    """KPI cards: (label, value html, note html)."""
+    inner = "".join(
+        f"<div class='card'><div class='label'>{label}</div><div class='value'>{value}</div><div class='note'>{note}</div></div>"
+        for label, value, note in items
+    )
+    return f"<div class='cards'>{inner}</div>"
+
+
+def raw(value: Any) -> str:
+    """Any JSON value as compact, escaped text (for keys a stage adds that the page does not know)."""
+    if isinstance(value, (dict, list)):
+        return f"<code class='json'>{esc(json.dumps(value, ensure_ascii=False, default=str))}</code>"
+    return num(value) if isinstance(value, (int, float)) else esc(value)
+
+
+class _Page:
+    """Builds the sections of one report."""
+
+    def __init__(self, doc: dict[str, Any], plots: bool) -> None:
+        self.doc = doc
+        self.plots = plots
+        self.figures: list[str] = []
+
+    def figure(self, name: str, svg: str | None, caption: str) -> str:
+        if not self.plots or svg is None:
+            return ""
+        self.figures.append(name)
+        return f"<figure class='plot' id='plot-{name}' data-plot='{name}'>{svg}<figcaption>{caption}</figcaption></figure>"
+
+    def text(self) -> str:
+        doc = self.doc
+        from .html_sections import stage_section, summary_section
+
+        summary = summary_section(self)
+        stages = [stage_section(self, i, s) for i, s in enumerate(doc["stages"])]
+        nav = "".join(
+            f"<a href='#stage-{i + 1}'>{i + 1}. {esc(s['name'])}</a>" for i, s in enumerate(doc["stages"])
+        )
+        title = "privprep decrypt report" if doc.get("kind") == "decrypt" else "privprep run report"
+        where = doc["output"].get("files") and doc["input"].get("path")
+        hint = "" if self.plots else (
+            "<div class='notice'>Plots are not included: matplotlib is not installed. Install the report extra with "
+            f"<code>{esc(PLOTS_HINT)}</code> and rebuild this page with <code>privprep report RUN_DIR</code>.</div>"
+        )
+        return (
+            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+            f"<title>{esc(title)} · {esc(doc['config_sha256'] and doc['config_sha256'][:12] or 'run')}</title>"
+            f"<style>{CSS}</style></head><body>"
+            f"<header><div class='wrap'><div class='brand'>privprep</div><h1>{esc(title)}</h1>"
+            f"<p class='sub'>{esc(where or '')} · privprep {esc(doc['privprep_version'])} · "
+            f"config sha256 <code>{esc((doc.get('config_sha256') or '–')[:16])}</code></p>"
+            f"<nav><a href='#summary'>Summary</a>{nav}</nav></div></header>"
+            f"<main class='wrap'>{hint}{summary}{''.join(stages)}</main>"
+            "<footer class='wrap'>Built from <code>report.json</code> only; this page loads nothing from the network "
+            "(no scripts, fonts or images). It shows column names, counts, levels, measures, key ids and "
+            "differentially private values, never a value of the data or key material.</footer>"
+            "</body></html>\n"
+        )
+
+
+__all__ = ["rebuild", "render", "write_html"]

@@ -1,0 +1,297 @@
+"""The sections of ``report.html``: the summary, then one per stage (see :mod:`.html_report`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import plots as P
+from .html_report import DP_TABLE_ROWS, KIND_TEXT, cards, code, esc, grid, names, num, pct, raw, table
+
+COMMON = {"name", "kind", "seconds", "rows_in", "rows_out"}
+PROTECTION = {"pseudonymize": "pseudonymized", "tokenize": "tokenized", "encrypt": "encrypted", "mask": "masked", "drop": "dropped"}
+
+
+# -- summary ------------------------------------------------------------------------------------------------
+
+
+def summary_section(page: Any) -> str:
+    doc = page.doc
+    stages = doc["stages"]
+    rows_in, rows_out = doc["input"]["rows"], doc["output"]["rows"]
+    suppressed = sum(s.get("suppressed_rows") or 0 for s in stages if s["name"] == "k_anonymity" and not s.get("plugin"))
+    removed = doc["output"].get("rows_removed")
+    removed = rows_in - rows_out if removed is None else removed
+    status = f"<span class='badge ok'>{esc(doc['status'])}</span>"
+    kpis = cards([
+        ("Status", status, f"{len(stages)} stage(s)"),
+        ("Rows in", num(rows_in), f"{num(doc['input'].get('files'))} file(s)" if doc["input"].get("files") else ""),
+        ("Rows out", num(rows_out), f"{num(len(doc['output'].get('files') or []))} file(s)"),
+        ("Rows suppressed", num(suppressed if suppressed else removed), pct(removed / rows_in) + " of the input" if rows_in else ""),
+        ("Time", f"{doc['timings']['total_seconds']:.2f} s", ""),
+    ])
+    guarantees = "".join(f"<li class='none'>{g[1:]}</li>" if g.startswith("!") else f"<li>{g}</li>" for g in _guarantees(doc)) or (
+        "<li class='none'>No formal privacy guarantee: no k_anonymity, DP statistics or DP training stage ran.</li>"
+    )
+    body = (
+        f"{kpis}<h3>Privacy guarantees achieved</h3><ul class='guarantees'>{guarantees}</ul>"
+        f"<h3>Privacy budget</h3>{_budget(page)}<h3>Run</h3>{_run(page)}"
+    )
+    return f"<section id='summary'><h2>Summary</h2>{body}</section>"
+
+
+def _guarantees(doc: dict[str, Any]) -> list[str]:
+    out = []
+    protected: dict[str, list[str]] = {}
+    for s in doc["stages"]:
+        name = s["name"]
+        if s.get("plugin"):
+            out.append(f"Stage {code(name)} is a plug-in ({code(s['plugin'])}): privprep does not vouch for what it guarantees.")
+        elif name == "decrypt":
+            out.append(f"!<b>Protection removed</b>: {names(s.get('columns') or [])} decrypted for a key holder "
+                       "(authorized reversal); this output holds their original values.")
+        elif name in PROTECTION:
+            protected.setdefault(PROTECTION[name], []).extend(s.get("columns") or [])
+        elif name == "k_anonymity":
+            achieved = s.get("achieved_k")
+            out.append(
+                f"<b>k-anonymity</b>: every released row shares its quasi-identifiers ({names(s['quasi_identifiers'])}) "
+                f"with at least <b>{num(achieved)}</b> rows (required k = {num(s['k'])}); "
+                f"highest re-identification risk {pct(s['risk_after']['prosecutor_max'])} "
+                f"(input: {pct(s['risk_before']['prosecutor_max'])})."
+            )
+            criteria = s.get("criteria") or {}
+            for column, c in (criteria.get("l_diversity") or {}).items():
+                out.append(f"<b>l-diversity</b>: {esc(c.get('variant', 'distinct'))} {num(c.get('l'))}-diversity of {code(column)} in every class.")
+            for column, t in (criteria.get("t_closeness") or {}).items():
+                out.append(f"<b>t-closeness</b>: {code(column)} within t = {num(t)} of its overall distribution in every class.")
+        elif name == "dp_stats":
+            eps = stage_epsilon(s)
+            out.append(f"<b>ε-differential privacy</b>: {num(len(s['releases']))} value(s) released with ε = {num(eps)} "
+                       f"(δ = {num(s.get('delta') or 0)}), neighbouring datasets: {esc(s.get('neighbouring', 'add or remove one row'))}.")
+        elif name == "train":
+            out.append(f"<b>(ε, δ)-differential privacy</b> of the trained model: ε = {num(s['epsilon'])}, "
+                       f"δ = {num(s['delta'])} ({esc(s['accountant'])} accountant, DP-SGD).")
+    parts = [f"{esc(verb)} {names(list(dict.fromkeys(columns)))}" for verb, columns in protected.items() if columns]
+    if parts:
+        out.append("<b>Columns protected</b>: " + "; ".join(parts) + ".")
+    return out
+
+
+def _query_epsilon(releases: list[dict[str, Any]]) -> float:
+    per_query: dict[Any, float] = {}
+    for r in releases:
+        if isinstance(r.get("epsilon"), (int, float)):
+            per_query[(r.get("query"), r.get("column"), r.get("stat"))] = r["epsilon"]
+    return math.fsum(per_query.values())
+
+
+def stage_epsilon(s: dict[str, Any]) -> float:
+    """What a DP stage of this run spent (0 when its entry does not say)."""
+    if isinstance(s.get("epsilon"), (int, float)):
+        return float(s["epsilon"])
+    return _query_epsilon(s.get("releases") or []) if isinstance(s.get("releases"), list) else 0.0
+
+
+def budget_segments(doc: dict[str, Any]) -> list[tuple[str, float]]:
+    """Spends for the budget bar: earlier runs, then each DP stage of this run."""
+    this_run = [(f"{i + 1}. {s['name']}", stage_epsilon(s)) for i, s in enumerate(doc["stages"]) if s["name"] in ("dp_stats", "train")]
+    spent = doc["budget"]["spent_epsilon"] if doc.get("budget") else 0.0
+    earlier = max(spent - math.fsum(e for _, e in this_run), 0.0)
+    return [("earlier runs", earlier), *this_run]
+
+
+def _budget(page: Any) -> str:
+    doc = page.doc
+    b = doc.get("budget")
+    if not b:
+        if any(s["name"] in ("dp_stats", "train") for s in doc["stages"]):
+            return "<p class='muted'>This report holds no budget section.</p>"
+        return "<p class='muted'>No DP stage ran: no privacy budget was spent.</p>"
+    segments = budget_segments(doc)
+    rows = [
+        ("Budget of this dataset", f"ε {num(b['epsilon'])}" + (f", δ {num(b['delta'])}" if b.get("delta") else "")),
+        ("Spent this run", f"ε {num(math.fsum(e for label, e in segments if label != 'earlier runs'))}"),
+        ("Spent in total", f"ε {num(b['spent_epsilon'])}" + (f", δ {num(b['spent_delta'])}" if b.get("spent_delta") else "")
+         + (f" in {num(b['releases'])} release(s)" if b.get("releases") is not None else "")),
+        ("Remaining", f"<b>ε {num(b['remaining_epsilon'])}</b>"),
+        ("Composition", esc(b.get("composition") or "basic")),
+    ]
+    if b.get("ledger"):
+        rows.append(("Ledger", code(b["ledger"])))
+    note = "" if (b.get("composition") or "basic") == "basic" else " Under advanced composition the parts need not add up to the total."
+    fig = page.figure("budget", P.budget(b["epsilon"], segments, b["remaining_epsilon"]) if page.plots else None,
+                      "Privacy budget: spent by earlier runs and by each stage of this run, and what remains." + note)
+    return f"<div class='split'>{table(rows)}</div>{fig}"
+
+
+def _run(page: Any) -> str:
+    doc = page.doc
+    timings = ", ".join(f"{esc(k.replace('_seconds', ''))} {v:.3g} s" for k, v in doc["timings"].items() if isinstance(v, (int, float)))
+    rows = [
+        ("Config", code(doc.get("config_path") or "–") + f" <span class='muted'>sha256 {esc(doc.get('config_sha256') or '–')}</span>"),
+        ("Input", code(doc["input"].get("path") or "–") + (f" ({esc(doc['input']['format'])})" if doc["input"].get("format") else "")),
+        ("Output columns", names(doc["output"].get("columns") or [])),
+        ("Output files", names(doc["output"].get("files") or [])),
+        ("Keys used (ids)", names(doc["keys_used"])),
+        ("Timings", timings),
+    ]
+    if doc["output"].get("encryption"):
+        rows.append(("Output encryption", raw(doc["output"]["encryption"])))
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in doc.get("warnings") or [])
+    fig = page.figure("timings", P.timings([(f"{i + 1}. {s['name']}", s["seconds"]) for i, s in enumerate(doc["stages"])])
+                      if page.plots else None, "Seconds spent in each stage.")
+    return table(rows) + (f"<div class='warn'><b>Warnings</b><ul>{warnings}</ul></div>" if warnings else "") + fig
+
+
+# -- stages -------------------------------------------------------------------------------------------------
+
+
+def stage_section(page: Any, index: int, s: dict[str, Any]) -> str:
+    head = (
+        f"<h2><span class='step'>{index + 1}</span>{esc(s['name'])} <span class='badge'>{esc(s['kind'])}</span>"
+        f"<span class='kind'>{esc(KIND_TEXT.get(s['kind'], ''))}</span></h2>"
+    )
+    facts = [("Rows in", num(s.get("rows_in"))), ("Rows out", num(s.get("rows_out"))), ("Seconds", f"{s['seconds']:.3g}")]
+    common = "<div class='facts'>" + "".join(f"<span><b>{k}</b> {v}</span>" for k, v in facts) + "</div>"
+    render = {"k_anonymity": _k_anonymity, "dp_stats": _dp_stats, "train": _train}.get(s["name"], _columns)
+    body, used = (_columns if s.get("plugin") else render)(page, index, s)
+    extra = {k: v for k, v in s.items() if k not in COMMON | used and v not in (None, {}, [])}
+    more = ""
+    if extra:
+        more = f"<details><summary>More figures from report.json</summary>{table([(esc(k), raw(v)) for k, v in extra.items()])}</details>"
+    return f"<section class='stage' id='stage-{index + 1}'>{head}{common}{body}{more}</section>"
+
+
+def _columns(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
+    rows = []
+    labels = {"columns": "Columns", "domain": "Domain", "key": "Key id", "recipient": "Recipient key id", "format": "Format",
+              "keep_first": "Keep first", "keep_last": "Keep last", "levels": "Levels", "omitted_columns": "Omitted columns",
+              "plugin": "Plug-in class"}
+    for key, label in labels.items():
+        if s.get(key) in (None, [], {}):
+            continue
+        value = s[key]
+        rows.append((label, names(value) if isinstance(value, list) else (code(value) if isinstance(value, str) else raw(value))))
+    return (table(rows) if rows else ""), set(labels)
+
+
+def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
+    search = s["search"]
+    rows_total = search.get("rows") or s.get("rows_in")
+    limit = s.get("suppression_limit")
+    kpis = cards([
+        ("k required / achieved", f"{num(s['k'])} / {num(s['achieved_k'])}", ""),
+        ("Equivalence classes", num(s["equivalence_classes"]), "kept"),
+        ("Suppressed rows", num(s["suppressed_rows"]), (pct(s["suppressed_rows"] / rows_total) if rows_total else "")
+         + (f", limit {pct(limit)}" if limit is not None else "")),
+        ("Information loss", num(s["information_loss"]["value"]), esc(s["information_loss"]["metric"])),
+        ("Highest risk", pct(s["risk_after"]["prosecutor_max"]), f"input {pct(s['risk_before']['prosecutor_max'])}"),
+    ])
+    heights, level_names = s.get("heights") or {}, s.get("level_names") or {}
+    levels = grid(["Quasi-identifier", "Chosen level", "Hierarchy height", "Level"], [
+        [code(q), num(s["levels"].get(q)), num(heights.get(q)), esc(level_names.get(q, ""))] for q in s["quasi_identifiers"]
+    ])
+    risk_rows = [[label, pct(s["risk_before"][m]), pct(s["risk_after"][m])] for m, label in
+                 (("prosecutor_max", "highest record risk"), ("prosecutor_avg", "average record risk"),
+                  ("sample_uniques", "rows unique in the data"))]
+    search_rows = [("Nodes checked", f"{num(search['nodes_checked'])} of {num(search['nodes_total'])}"),
+                   ("Seconds", f"{search['seconds']:.3g}"), ("Strategy", esc(search.get("strategy") or "–"))]
+    if search.get("heuristic"):
+        search_rows.append(("Heuristic", "<span class='badge warn'>time-bounded heuristic: not proven optimal</span>"))
+    if search.get("distinct_tuples") is not None:
+        search_rows.append(("Distinct QI tuples", f"{num(search['distinct_tuples'])} from {num(search.get('rows'))} rows"))
+    plots = page.plots
+    sizes = page.figure("class-sizes", P.class_sizes(s.get("class_sizes_before"), s.get("class_sizes_after"), s["k"]) if plots else None,
+                        "Equivalence classes by size in the input and in the released data (log scale); "
+                        "classes smaller than k are suppressed.")
+    general = page.figure("generalization", P.generalization(s["levels"], heights, level_names, s["suppressed_rows"], rows_total, limit)
+                          if plots else None, "Level chosen for each quasi-identifier (of its hierarchy's height), and the rows "
+                          "suppressed against the suppression limit.")
+    risk = page.figure("risk", P.risk(s["risk_before"], s["risk_after"]) if plots else None,
+                       "Prosecutor re-identification risk in the input and in the released data.")
+    lattice = page.figure("search", P.search(search) if plots else None,
+                          "The lattice search: nodes checked of all generalizations, on the distinct quasi-identifier tuples.")
+    body = (
+        f"{kpis}{sizes}<h3>Generalization</h3>{levels}{general}<h3>Re-identification risk</h3>"
+        f"<div class='pair'>{grid(['Measure', 'Input', 'Released'], risk_rows)}{risk}</div>"
+        f"<h3>Lattice search</h3>{table(search_rows)}{lattice}"
+    )
+    used = {"k", "achieved_k", "quasi_identifiers", "levels", "level_names", "heights", "suppressed_rows", "equivalence_classes",
+            "information_loss", "risk_before", "risk_after", "search", "suppression_limit", "class_sizes_before",
+            "class_sizes_after", "criteria"}
+    return body, used
+
+
+def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
+    releases = s["releases"]
+    eps = stage_epsilon(s)
+    facts = [("Epsilon", f"ε {num(eps)}, δ {num(s.get('delta') or 0)}"), ("Values released", num(len(releases)))]
+    for key, label in (("neighbouring", "Neighbouring datasets"), ("composition", "Composition")):
+        if s.get(key):
+            facts.append((label, esc(s[key])))
+    if s.get("seeded"):
+        facts.append(("Noise", "<span class='badge warn'>seeded: reproducible, for tests only</span>"))
+    rows = [[num(r.get("query")), code(r["column"]), esc(r["stat"]), _where(r), f"<b>{num(r['value'])}</b>",
+             f"± {num(r['error_95'])}", num(r["epsilon"]), esc(r["mechanism"]),
+             "–" if r.get("bounds") is None else f"[{num(r['bounds'][0])}, {num(r['bounds'][1])}]", num(r["noise_scale"])]
+            for r in releases[:DP_TABLE_ROWS]]
+    more = f"<p class='muted'>{num(len(releases) - DP_TABLE_ROWS)} more value(s) in report.json and stats.json.</p>" if len(releases) > DP_TABLE_ROWS else ""
+    table_html = grid(["Query", "Column", "Stat", "Group / bin", "Value", "95% error", "ε", "Mechanism", "Bounds", "Noise scale"],
+                      rows, cls="grid numeric")
+    figs = ""
+    if page.plots:
+        queries: dict[Any, list[dict[str, Any]]] = {}
+        for r in releases:
+            queries.setdefault((r.get("query"), r["column"], r["stat"], r.get("by")), []).append(r)
+        for n, ((q, column, stat, by), group) in enumerate(queries.items()):
+            title = f"{stat} of {column}" + (f" by {by}" if by else "") + f"  (ε {group[0]['epsilon']:.3g})"
+            name = f"dp-{index + 1}-{n + 1}"
+            figs += page.figure(name, P.dp_query(name, title, group), f"Query {esc(q if q is not None else n)}: released values "
+                                "with their 95% error bars.")
+        figs = f"<div class='plots2'>{figs}</div>"
+    local = _local(s.get("local_not_dp"))
+    body = f"{table(facts)}<h3>Released values</h3><div class='scroll'>{table_html}</div>{more}{figs}{local}"
+    return body, {"releases", "epsilon", "delta", "neighbouring", "composition", "seeded", "local_not_dp"}
+
+
+def _where(r: dict[str, Any]) -> str:
+    parts = []
+    if r.get("by") is not None:
+        parts.append(f"{code(r['by'])} = {esc(r.get('group'))}")
+    if r.get("bin") is not None:
+        b = r["bin"]
+        parts.append(f"[{num(b[0])}, {num(b[1])})" if isinstance(b, list) else esc(b))
+    if r.get("quantile") is not None:
+        parts.append(f"q {num(r['quantile'])}")
+    return ", ".join(parts) or "–"
+
+
+def _local(local: dict[str, Any] | None) -> str:
+    if not local:
+        return ""
+    rows = [[code(c["column"]), num(c.get("below")), num(c.get("above"))] for c in local.get("clipped") or []]
+    parts = [f"<p>{esc(local.get('note') or 'Exact counts, not differentially private.')}</p>"]
+    if local.get("rows_observed") is not None:
+        parts.append(f"<p>Rows observed: {num(local['rows_observed'])}</p>")
+    if rows:
+        parts.append(grid(["Column", "Values below the bounds (clipped)", "Values above the bounds (clipped)"], rows))
+    for key, label in (("missing", "Missing values"), ("outside_categories", "Values outside the declared categories")):
+        if local.get(key):
+            parts.append(grid(["Column", label], [[code(c), num(n)] for c, n in local[key].items()]))
+    return ("<details class='local'><summary>Exact local counts: <b>not differentially private</b>, "
+            f"for the data owner only</summary>{''.join(parts)}</details>")
+
+
+def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
+    keys = [("epsilon", "ε"), ("delta", "δ"), ("accountant", "Accountant"), ("noise_multiplier", "Noise multiplier"),
+            ("max_grad_norm", "Max gradient norm"), ("sample_rate", "Sample rate"), ("epochs", "Epochs"), ("steps", "Steps"),
+            ("rows", "Training rows")]
+    kpis = cards([("Accuracy", pct(s.get("accuracy")), "held-out split"), ("ε spent", num(s["epsilon"]), f"δ {num(s['delta'])}"),
+                  ("Epochs", num(s["epochs"]), f"{num(s['steps'])} steps")])
+    rows = [(label, raw(s[key])) for key, label in keys if s.get(key) is not None]
+    history = s.get("history") or []
+    fig = page.figure("training", P.training(history) if page.plots else None, "Held-out accuracy and ε spent, by epoch.")
+    if history and not fig:
+        fig = grid(["Epoch", "Accuracy", "ε"], [[num(h["epoch"]), pct(h.get("accuracy")), num(h.get("epsilon"))] for h in history])
+    return f"{kpis}{table(rows)}{fig}", {k for k, _ in keys} | {"accuracy", "history"}

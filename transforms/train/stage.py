@@ -1,0 +1,255 @@
+"""The ``train`` sink stage: DP-SGD on the sanitized output, spent from the dataset's privacy budget.
+
+A run goes: read the image and label columns (batch by batch) → check and convert them → split off the
+held-out rows (never trained on) → check the target (ε, δ) against the account → train with Opacus
+(Poisson sampling, noise from the target, PRV accounting) → record the ε spent → write ``model/``.
+
+>>> import numpy as np, pyarrow as pa
+>>> from privprep.transforms.dp import SpendLog
+>>> rng = np.random.default_rng(0)
+>>> table = pa.table({"image": pa.array(list(rng.integers(0, 17, (300, 64), dtype=np.uint8)), pa.list_(pa.uint8(), 64)),
+...                   "label": rng.integers(0, 10, 300)})
+>>> stage = Train(image="image", label="label", classes=list(range(10)), target_epsilon=3.0, epochs=2, seed=0,
+...               pixel_range=(0, 16))
+>>> log = SpendLog(epsilon=4.0)
+>>> result = stage.fit(table, account=log)  # doctest: +SKIP
+>>> result.card["epsilon"] <= 3.0, log.spent <= 3.0, result.card["delta"]  # doctest: +SKIP
+(True, True, 0.0001)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import ValidationError
+
+from privprep.schemas.config import format_validation_error
+from privprep.schemas.errors import ConfigError
+from privprep.schemas.stages import TrainParams
+
+from ..base import SinkStage, StageContext
+from ..registry import register
+from .budget import budget_delta, check_budget, record_spend
+from .card import library_versions, write_model_dir
+from .data import Examples, default_delta, examples_from_table, holdout_split, read_columns
+
+log = logging.getLogger(__name__)
+EXTRA_HINT = "pip install torch==2.13.0 && pip install 'privprep[train]'"
+ACCURACY_NOTE = "share of the held-out rows classified correctly; an exact count over those rows, not differentially private"
+
+
+def require_training_extra() -> None:
+    """Raise a one-line :class:`ConfigError` when torch or opacus is not installed (imports neither)."""
+    missing = [name for name in ("torch", "opacus") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"stage 'train' needs {' and '.join(missing)}, which the core install leaves out; install the extra: {EXTRA_HINT}"
+        )
+
+
+@dataclass
+class TrainResult:
+    """A trained model (a torch module in eval mode) and its model card."""
+
+    model: Any
+    card: dict[str, Any]
+
+
+@register
+class Train(SinkStage):
+    """Train a small tanh CNN with DP-SGD on an image column and a label column.
+
+    Parameters (keyword-only; the config's ``train:`` keys, plus the column declarations)
+    ----------
+    image, label:
+        Column names: one pixel array per row, and the class of each row.
+    classes:
+        The label column's declared categories, in order: class ``i`` is ``classes[i]``.
+    target_epsilon:
+        The ε the training may spend; the noise multiplier is computed from it (at most this is spent).
+    delta:
+        δ of the guarantee; default the largest power of ten below 1/rows (and at most the budget's δ).
+    epochs, batch_size, learning_rate, max_grad_norm, momentum:
+        DP-SGD settings: passes over the data, expected batch size (Poisson sampling), SGD step,
+        per-example clipping norm, SGD momentum (0 from a config).
+    holdout:
+        Share of rows held out before training, for the reported accuracy; never trained on.
+    image_shape, pixel_range:
+        [H, W] or [C, H, W] when the column's own shape does not say it; the declared pixel range
+        (the image column's ``bounds``), else the pixel type's range.
+    accountant:
+        ``prv`` (default) or ``rdp``; the other's ε of the same history is reported too.
+    seed:
+        Makes the split, initial weights, batches and noise reproducible (see ``dpsgd``); ``None``: fresh
+        entropy. A config's ``seed:`` applies only when written out.
+    device, threads:
+        torch device (default CUDA when present) and CPU threads (default torch's, capped at this process' CPUs).
+    """
+
+    name: ClassVar[str] = "train"
+    Params = TrainParams
+
+    def __init__(
+        self,
+        *,
+        image: str,
+        label: str,
+        classes: Sequence[Any],
+        target_epsilon: float,
+        delta: float | None = None,
+        epochs: int = 20,
+        batch_size: int = 256,
+        learning_rate: float = 1.0,
+        max_grad_norm: float = 1.0,
+        momentum: float = 0.0,
+        holdout: float = 0.2,
+        image_shape: Sequence[int] | None = None,
+        pixel_range: tuple[float, float] | None = None,
+        accountant: str = "prv",
+        seed: int | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        model: str = "cnn",
+        path: str = "train",
+    ) -> None:
+        try:
+            self.params = TrainParams(
+                model=model, image=image, label=label, target_epsilon=target_epsilon, delta=delta, epochs=epochs,
+                batch_size=batch_size, learning_rate=learning_rate, max_grad_norm=max_grad_norm, holdout=holdout,
+                image_shape=list(image_shape) if image_shape is not None else None, accountant=accountant,
+            )
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc)) from None
+        classes = list(classes)
+        if len(classes) < 2 or len({repr(c) for c in classes}) != len(classes):
+            raise ConfigError(f"label column '{label}' needs at least 2 distinct declared categories to train a classifier")
+        if pixel_range is not None and not (len(pixel_range) == 2 and float(pixel_range[0]) < float(pixel_range[1])):
+            raise ConfigError("pixel_range must be (low, high) with low < high")
+        if not 0 <= momentum < 1 or (threads is not None and threads < 1):
+            raise ConfigError("momentum must be in [0, 1) and threads >= 1")
+        self.classes = classes
+        self.pixel_range = (float(pixel_range[0]), float(pixel_range[1])) if pixel_range is not None else None
+        self.momentum, self.seed, self.device, self.threads, self.path = float(momentum), seed, device, threads, path
+
+    @classmethod
+    def from_config(cls, params: TrainParams, *, context: StageContext) -> "Train":
+        require_training_extra()
+        label = context.columns.get(params.label)
+        image = context.columns.get(params.image)
+        if label is None or not label.categories:
+            raise ConfigError(
+                f"label column '{params.label}' needs declared categories (the classes), e.g. "
+                f"columns.{params.label}: {{role: insensitive, categories: [0, 1, 2]}}"
+            )
+        return cls(
+            image=params.image, label=params.label, classes=list(label.categories), target_epsilon=params.target_epsilon,
+            delta=params.delta, epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate,
+            max_grad_norm=params.max_grad_norm, holdout=params.holdout, image_shape=params.image_shape,
+            pixel_range=tuple(image.bounds) if image is not None and image.bounds is not None else None,  # type: ignore[arg-type]
+            accountant=params.accountant, seed=params.seed if "seed" in params.model_fields_set else None,
+            model=params.model, path=context.path,
+        )
+
+    def input_columns(self) -> list[str]:
+        return [self.params.image, self.params.label]
+
+    def consume(self, data_dir: Path, run_dir: Path, ledger: Any) -> dict[str, Any]:
+        """Train on the Parquet parts under ``data_dir``; write ``run_dir/model``; return the report entry."""
+        table = read_columns(Path(data_dir), self.input_columns())
+        result = self.fit(table, account=ledger, model_dir=Path(run_dir) / "model")
+        return {**result.card, "model_dir": "model"}
+
+    def fit(self, data: pa.Table | pd.DataFrame, *, account: Any, model_dir: Path | str | None = None) -> TrainResult:
+        """Train on an in-memory table, spending from ``account``; optionally write ``model_dir``."""
+        if account is None:
+            raise ConfigError("training spends privacy budget: pass account=, e.g. privprep.transforms.dp.SpendLog(epsilon=3)")
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        p = self.params
+        examples = examples_from_table(
+            table, image=p.image, label=p.label, classes=self.classes, image_shape=p.image_shape, pixel_range=self.pixel_range,
+        )
+        delta, delta_source = self._delta(len(examples), account)
+        rng = np.random.default_rng(self.seed if self.seed is not None else secrets.randbits(63))
+        train_rows, held_rows = holdout_split(len(examples), p.holdout, rng)
+        check_budget(account, epsilon=p.target_epsilon, delta=delta, stage=self.path)
+        require_training_extra()
+        from .dpsgd import DpSgdSettings, train_dp  # torch is imported here, not before
+
+        settings = DpSgdSettings(
+            target_epsilon=p.target_epsilon, delta=delta, epochs=p.epochs, batch_size=p.batch_size,
+            learning_rate=p.learning_rate, max_grad_norm=p.max_grad_norm, momentum=self.momentum,
+            accountant=p.accountant, seed=self.seed,
+        )
+        log.info("training on %d rows (%d held out), target epsilon %g", len(train_rows), len(held_rows), p.target_epsilon)
+        outcome = train_dp(
+            examples.take(train_rows), examples.take(held_rows), settings,
+            classes=len(self.classes), device=self.device, threads=self.threads,
+        )
+        card = self._card(examples, train_rows, held_rows, settings, outcome, delta_source)
+        record_spend(account, epsilon=outcome.epsilon, delta=delta, details={
+            k: card[k] for k in ("accountant", "target_epsilon", "epsilon_by_accountant", "noise_multiplier", "sample_rate", "steps", "rows")
+        })
+        if model_dir is not None:
+            write_model_dir(Path(model_dir), state_dict=outcome.model.state_dict(), card=card)
+        return TrainResult(model=outcome.model, card=card)
+
+    def _delta(self, rows: int, account: Any) -> tuple[float, str]:
+        if self.params.delta is not None:
+            return float(self.params.delta), "config"
+        delta = default_delta(rows)
+        ceiling = budget_delta(account)
+        if ceiling is not None and 0 < ceiling < delta:
+            return ceiling, "budget.delta (smaller than the default below 1/rows)"
+        return delta, f"default: the largest power of ten below 1/rows (rows = {rows})"
+
+    def _card(self, examples: Examples, train_rows: np.ndarray, held_rows: np.ndarray, settings: Any,
+              outcome: Any, delta_source: str) -> dict[str, Any]:
+        rows = len(examples)
+        return {
+            "epsilon": outcome.epsilon,
+            "delta": settings.delta,
+            "accountant": settings.accountant,
+            "noise_multiplier": outcome.noise_multiplier,
+            "max_grad_norm": settings.max_grad_norm,
+            "sample_rate": outcome.sample_rate,
+            "epochs": settings.epochs,
+            "steps": outcome.steps,
+            "rows": rows,
+            "accuracy": outcome.accuracy,
+            "seed": self.seed,
+            "versions": library_versions(),
+            "target_epsilon": settings.target_epsilon,
+            "epsilon_by_accountant": outcome.epsilons,
+            "delta_source": delta_source,
+            "delta_below_one_over_rows": settings.delta < 1 / rows,
+            "train_rows": int(len(train_rows)),
+            "holdout_rows": int(len(held_rows)),
+            "accuracy_note": ACCURACY_NOTE,
+            "batch_size": settings.batch_size,
+            "expected_batch_size": math.floor(len(train_rows) * outcome.sample_rate),
+            "learning_rate": settings.learning_rate,
+            "momentum": settings.momentum,
+            "sampling": "poisson",
+            "privacy_unit": "one row of the data trained on",
+            "classes": [_json_value(c) for c in self.classes],
+            "model": {**outcome.model.spec, "parameters": int(sum(t.numel() for t in outcome.model.parameters()))},
+            "image": self.params.image,
+            "label": self.params.label,
+            "device": outcome.device,
+        }
+
+
+def _json_value(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+__all__ = ["Train", "TrainResult", "require_training_extra"]
