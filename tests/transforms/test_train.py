@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline.ledger import Ledger, PlannedSpend
+from privprep.pipeline.ledger import Ledger
 from privprep.schemas.errors import BudgetError, ConfigError, DataError
 from privprep.transforms import registry
 from privprep.transforms.dp import SpendLog
@@ -131,6 +131,27 @@ def test_training_is_reproducible_with_a_seed_on_cpu(torch, tmp_path: Path) -> N
     cards = [json.loads((tmp_path / f"m{i}" / "model_card.json").read_text()) for i in (0, 1)]
     assert cards[0] == cards[1] and cards[0]["seed"] == 0
     assert (tmp_path / "m0" / "weights.pt").read_bytes() == (tmp_path / "m1" / "weights.pt").read_bytes()
+
+
+def test_the_step_count_is_the_one_the_noise_was_calibrated_for(torch) -> None:
+    # 75 batches per epoch, 3 epochs: Opacus calibrates sigma for int(3 / (1 / 75)) = 224 steps (float
+    # rounding), while three passes of its data loader would take 225; the stage runs exactly 224
+    assert int(3 / (1 / 75)) == 224
+    result = stage(batch_size=1, epochs=3, holdout=0.25, classes=[0, 1, 2]).fit(
+        digits_table(100, classes=3), account=SpendLog()
+    )
+    card = result.card
+    assert card["train_rows"] == 75 and card["sample_rate"] == 1 / 75 and card["steps"] == 224
+    assert card["epsilon"] <= 2.0
+
+
+def test_empty_poisson_batches_still_take_a_noisy_step(torch) -> None:
+    # 12 rows, 10 train rows at q = 0.1: about a third of the Poisson batches are empty
+    result = stage(batch_size=1, epochs=3, classes=[0, 1, 2], target_epsilon=5.0).fit(
+        digits_table(12, classes=3), account=SpendLog()
+    )
+    assert result.card["steps"] == 30 and result.card["sample_rate"] == 0.1
+    assert all(bool(torch.isfinite(p).all()) for p in result.model.parameters())
 
 
 def test_the_model_folder_reloads_and_the_model_passes_opacus_validation(torch, tmp_path: Path) -> None:
@@ -267,12 +288,10 @@ def test_a_pipeline_run_writes_the_model_folder_the_report_entry_and_the_ledger(
 
 
 def test_a_run_over_the_remaining_budget_exits_1_before_reading_data(torch, tmp_path: Path, cli) -> None:
-    config, ledger_path = train_workspace(tmp_path)
-    Ledger.from_budget  # the ledger's own API records an earlier spend on this dataset
     from privprep.pipeline.api import plan as make_plan
 
-    plan = make_plan(config)
-    plan.ledger.spend(3.0, stage="earlier", kind="dp_stats")
+    config, ledger_path = train_workspace(tmp_path)
+    make_plan(config).ledger.spend(3.0, stage="earlier", kind="dp_stats")  # an earlier release on this dataset
     result = cli("run", config, "--quiet")
     assert result.code == 1
     assert "budget exceeded" in result.err and len(result.err.strip().splitlines()) == 1

@@ -50,9 +50,16 @@ def _pair_counts(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray,
 
 
 def distinct_l(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int) -> np.ndarray:
-    """Number of distinct sensitive values per class."""
-    pair_class, _, _ = _pair_counts(classes, counts, sensitive, n_classes, int(sensitive.max(initial=0)) + 1)
-    return np.bincount(pair_class, minlength=n_classes)
+    """Number of distinct sensitive values per class (one in-place sort of the (class, value) keys)."""
+    n_values = int(sensitive.max(initial=0)) + 1
+    key = classes.astype(np.int64) * n_values
+    key += sensitive
+    key.sort()
+    first = np.empty(len(key), dtype=bool)
+    if len(key):
+        first[0] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+    return np.bincount(key[first] // n_values, minlength=n_classes)
 
 
 def entropy_l(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int) -> np.ndarray:

@@ -14,7 +14,7 @@ held-out rows (never trained on) → check the target (ε, δ) against the accou
 >>> log = SpendLog(epsilon=4.0)
 >>> result = stage.fit(table, account=log)  # doctest: +SKIP
 >>> result.card["epsilon"] <= 3.0, log.spent <= 3.0, result.card["delta"]  # doctest: +SKIP
-(True, True, 0.0001)
+(True, True, 0.001)
 """
 
 from __future__ import annotations
@@ -245,6 +245,8 @@ class Train(SinkStage):
             "image": self.params.image,
             "label": self.params.label,
             "device": outcome.device,
+            "threads": outcome.threads,
+            "history": [{**h, "epsilon_accountant": "rdp"} for h in outcome.history],
         }
 
 
