@@ -159,8 +159,12 @@ class TupleCounter:
             counts[at : at + len(part_counts)] = part_counts
             at += len(part_counts)
         self._parts = []
-        keys, counts = _sum_by_key(keys, counts)
-        self._merged = (keys, counts, radix)
+        order = np.argsort(keys)
+        keys = keys[order]  # rebinding frees each unsorted array as soon as its sorted copy exists
+        counts = counts[order]
+        del order
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        self._merged = (keys[starts], np.add.reduceat(counts, starts), radix)
         self._buffered = 0
 
     def _consolidate_rows(self) -> None:  # pragma: no cover - more than 2^62 possible tuples
@@ -203,16 +207,6 @@ def _repack(keys: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
     if np.array_equal(old, new):
         return keys
     return _pack(_unpack(keys, old), new)
-
-
-def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys (sorted) with the summed counts of each."""
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    counts = counts[order]
-    del order
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
 
 
 def _count_rows(codes: np.ndarray, radix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

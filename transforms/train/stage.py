@@ -155,7 +155,7 @@ class Train(SinkStage):
             delta=params.delta, epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate,
             max_grad_norm=params.max_grad_norm, holdout=params.holdout, image_shape=params.image_shape,
             pixel_range=tuple(image.bounds) if image is not None and image.bounds is not None else None,  # type: ignore[arg-type]
-            accountant=params.accountant, seed=params.seed if "seed" in params.model_fields_set else None,
+            accountant=params.accountant, seed=params.seed,
             model=params.model, path=context.path,
         )
 
