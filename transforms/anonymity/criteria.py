@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -205,8 +204,19 @@ def sensitive_codes(tuples: DistinctTuples, name: str) -> tuple[np.ndarray, bool
 
 
 def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(key)
-    return codes.astype(np.int64), len(uniques)
+    """Dense 0..n-1 ids for the distinct values of ``key`` (in sorted order), by one sort: about half the
+    memory of a hash factorization on tables of millions of distinct tuples."""
+    if len(key) == 0:
+        return key.astype(np.int64), 0
+    order = np.argsort(key)
+    ordered = key[order]
+    first = np.empty(len(key), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    del ordered
+    ids = np.empty(len(key), dtype=np.int32 if len(key) < 2**31 else np.int64)
+    ids[order] = np.cumsum(first, dtype=ids.dtype) - 1
+    return ids, int(first.sum())
 
 
 def _groups(heights: list[int], max_combinations: int = 64) -> list[list[int]]:
