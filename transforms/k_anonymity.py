@@ -28,7 +28,7 @@ from privprep.schemas.stages import KAnonymityParams, LDiversity
 
 from .anonymity import measures
 from .anonymity.criteria import Criteria, Evaluator, LDiversityCriterion, NodeResult
-from .anonymity.loss import SEPARABLE, aecs, discernibility, loss_terms, nu_entropy_terms
+from .anonymity.loss import SEPARABLE, loss_terms, nu_entropy_terms
 from .anonymity.search import search
 from .anonymity.tuples import DistinctTuples, TupleCounter
 from .base import GlobalStage, StageContext
@@ -141,7 +141,7 @@ class KAnonymity(GlobalStage):
         tuples = self._counter.result()
         self._counter = TupleCounter(self._counter.columns)  # the counts live on only in ``tuples`` below
         self.hierarchies_ = {
-            q: build_hierarchy(self.params.hierarchies[q], q, tuples.dictionaries[i], base_dir=self._path_base())
+            q: build_hierarchy(self.params.hierarchies[q], q, tuples.dictionaries[i], base_dir=self.base_dir)
             for i, q in enumerate(self.quasi_identifiers)
         }
         evaluator = Evaluator(tuples, self.hierarchies_, self.criteria)
@@ -213,9 +213,6 @@ class KAnonymity(GlobalStage):
         }
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _path_base(self) -> Any:
-        return self.base_dir
-
     def _path(self, value: str) -> Any:
         from pathlib import Path
 
@@ -315,4 +312,4 @@ def _size_histogram(sizes: np.ndarray) -> dict[str, int]:
     return out
 
 
-__all__ = ["KAnonymity", "aecs", "discernibility"]
+__all__ = ["KAnonymity"]

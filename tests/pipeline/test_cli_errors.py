@@ -79,21 +79,6 @@ def test_unknown_key_in_config(workspace, cli) -> None:
     assert_clean_failure(cli("run", config), 2, "stages[0].pseudonymize.salt", "unknown key", workspace=workspace)
 
 
-def test_planned_stage_is_not_available_yet(workspace, cli) -> None:
-    from privprep.schemas.stages import STAGE_PARAMS
-    from privprep.transforms import registry
-
-    planned = [name for name in STAGE_PARAMS if name not in registry.available()]
-    if "dp_stats" not in planned:
-        pytest.skip("every stage is implemented")
-    stages = [
-        {"pseudonymize": {"columns": ["patient_id"]}},
-        {"drop": {"columns": ["name"]}},
-        {"dp_stats": {"epsilon": 1.0, "queries": [{"column": "income", "stat": "mean"}]}},
-    ]
-    assert_clean_failure(cli("run", workspace.config(stages=stages)), 2, "stages[2]", "not available yet", workspace=workspace)
-
-
 def test_undeclared_input_column(workspace, cli) -> None:
     columns = {k: v for k, v in yaml.safe_load(workspace.config().read_text())["columns"].items() if k != "diagnosis"}
     assert_clean_failure(cli("run", workspace.config(columns=columns)), 1, "not declared", "diagnosis", workspace=workspace)
