@@ -49,50 +49,82 @@ class InputSource:
             schema, rows = _check_csv(files, delimiter), None
         return cls(files=files, format=fmt, schema=schema, rows=rows, delimiter=delimiter)
 
-    def dataset(self) -> ds.Dataset:
-        if self.format == "parquet":
-            return ds.dataset([str(f) for f in self.files], format="parquet", schema=self.schema)
+    def pieces(self, rows: int = 1_048_576) -> list["Piece"]:
+        """The input cut into pieces of about ``rows`` rows, in order: runs of whole row groups of one
+        Parquet file, or one CSV file each. Both engines read the same pieces the same way, so batch
+        boundaries (and every partial sum over a batch) are the same whichever engine runs."""
+        if self.format != "parquet":
+            return [Piece(file=f, row_groups=None, rows=None) for f in self.files]
+        pieces: list[Piece] = []
+        for file in self.files:
+            meta = pq.read_metadata(file)
+            group: list[int] = []
+            count = 0
+            for i in range(meta.num_row_groups):
+                group.append(i)
+                count += meta.row_group(i).num_rows
+                if count >= rows:
+                    pieces.append(Piece(file=file, row_groups=tuple(group), rows=count))
+                    group, count = [], 0
+            if group or not pieces or pieces[-1].file != file:
+                pieces.append(Piece(file=file, row_groups=tuple(group), rows=count))
+        return pieces
+
+    def batches(
+        self, columns: list[str] | None = None, *, batch_rows: int = 65_536, piece_rows: int = 1_048_576
+    ) -> Iterator[pa.Table]:
+        """Yield the input in order as tables of at most ``batch_rows`` rows, only ``columns``.
+
+        Parquet files are read one after the other, a run of row groups at a time, so memory is bounded
+        by one row group whatever the input size (a dataset scanner may buffer up to 1 GiB ahead of a
+        slow consumer). CSV goes through a dataset scanner with bounded readahead."""
+        for piece in self.pieces(piece_rows):
+            yield from self.read(piece, columns, batch_rows=batch_rows)
+
+    def read(self, piece: "Piece", columns: list[str] | None = None, *, batch_rows: int = 65_536) -> Iterator[pa.Table]:
+        """Yield one piece as tables of at most ``batch_rows`` rows, only ``columns``, cast to the input schema."""
+        names = columns if columns is not None else self.schema.names
+        target = pa.schema([self.schema.field(name) for name in names])
+        if self.format != "parquet":
+            yield from self._csv_batches(piece.file, names, batch_rows)
+            return
+        try:
+            reader = pq.ParquetFile(piece.file)
+            if piece.row_groups == ():
+                return
+            batches = reader.iter_batches(batch_size=batch_rows, row_groups=list(piece.row_groups or ()) or None,
+                                          columns=names, use_threads=True)
+            for batch in batches:
+                if batch.num_rows:
+                    table = pa.Table.from_batches([batch])
+                    yield table if table.schema.equals(target) else table.select(names).cast(target)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"input file '{piece.file}' could not be read ({_short(exc)})") from None
+
+    def _csv_batches(self, file: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
         fmt = ds.CsvFileFormat(
             parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pacsv.ConvertOptions(column_types=self.schema),
         )
-        return ds.dataset([str(f) for f in self.files], format=fmt, schema=self.schema)
-
-    def batches(self, columns: list[str] | None = None, *, batch_rows: int = 65_536) -> Iterator[pa.Table]:
-        """Yield the input in order as tables of at most ``batch_rows`` rows, only ``columns``.
-
-        Parquet files are read one after the other, a row group at a time, so memory is bounded by
-        one row group whatever the input size (a dataset scanner may buffer up to 1 GiB ahead of a
-        slow consumer). CSV goes through a dataset scanner with bounded readahead."""
-        if self.format == "parquet":
-            yield from self._parquet_batches(columns, batch_rows)
-            return
-        scanner = self.dataset().scanner(
-            columns=columns,
-            batch_size=batch_rows,
-            batch_readahead=2,
-            fragment_readahead=1,
-            use_threads=True,
+        scanner = ds.dataset([str(file)], format=fmt, schema=self.schema).scanner(
+            columns=columns, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1, use_threads=True,
         )
         try:
             for batch in scanner.to_batches():
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"input '{self.files[0].parent}': a file could not be read ({_short(exc)})") from None
+            raise InputError(f"input file '{file}' could not be read ({_short(exc)})") from None
 
-    def _parquet_batches(self, columns: list[str] | None, batch_rows: int) -> Iterator[pa.Table]:
-        names = columns if columns is not None else self.schema.names
-        target = pa.schema([self.schema.field(name) for name in names])
-        for file in self.files:
-            try:
-                reader = pq.ParquetFile(file)
-                for batch in reader.iter_batches(batch_size=batch_rows, columns=names, use_threads=True):
-                    if batch.num_rows:
-                        table = pa.Table.from_batches([batch])
-                        yield table if table.schema.equals(target) else table.select(names).cast(target)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise InputError(f"input file '{file}' could not be read ({_short(exc)})") from None
+
+@dataclass(frozen=True)
+class Piece:
+    """A unit of reading: row groups ``row_groups`` of ``file`` (None: the whole file); a partition on Dask."""
+
+    file: Path
+    row_groups: tuple[int, ...] | None
+    rows: int | None
+
 
 def discover(spec: str) -> list[Path]:
     """The input files named by ``spec`` (file, directory or glob), sorted; none found is an error."""

@@ -1,5 +1,7 @@
-"""The streaming runner: at most two passes over the input, stages in config order.
+"""The runner: at most two passes over the input, stages in config order, on an engine.
 
+The engine (:mod:`engine`: streaming by default, or Dask) performs the two data passes; deciding,
+releasing, spending, sinks, the report and the atomic commit happen here, the same for both.
 Pass 1 (only when a global or release stage is configured) reads just the columns those stages
 need: release stages observe the input as declared, a global stage observes it after the map
 stages before it that touch its columns. Then global stages decide and release stages release.
@@ -22,7 +24,7 @@ from privprep.schemas.errors import BudgetError
 from privprep.transforms.base import Stage
 
 from .fsutil import write_text_atomic
-from .io import PartWriter
+from .engine import Engine, StreamingEngine, observers
 from .ledger import LedgerScope
 from .output_files import OutputFiles
 from .plan import Plan
@@ -41,16 +43,17 @@ class RunResult:
     report: dict[str, Any]
 
 
-def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = None) -> RunResult:
-    """Run ``plan`` and commit its run directory; nothing is left behind on failure."""
+def execute(
+    plan: Plan, *, overwrite: bool = False, progress: Progress | None = None, engine: Engine | None = None
+) -> RunResult:
+    """Run ``plan`` on ``engine`` (default: streaming) and commit its run directory; nothing is left
+    behind on failure."""
     progress = progress or Progress(quiet=True)
+    engine = engine or StreamingEngine()
     outputs = OutputFiles.for_plan(plan)  # output encryption keys resolved before anything is written
-    io = plan.loaded.config.io
     started = time.perf_counter()
     timings: dict[str, float] = {}
     seconds: dict[int, float] = defaultdict(float)
-    rows_in_by_stage: dict[int, int] = defaultdict(int)
-    rows_out_by_stage: dict[int, int] = defaultdict(int)
     extra: dict[int, dict[str, Any]] = {}
     scopes: list[LedgerScope] = []
     if plan.ledger is not None:
@@ -59,7 +62,7 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
     with RunDirectory(plan.loaded.output, overwrite=overwrite) as run_dir:
         if any(s.kind in ("global", "release") for s in plan.stages):
             t0 = time.perf_counter()
-            _observe_pass(plan, progress, seconds)
+            engine.observe(plan, *observers(plan), progress, seconds)
             timings["observe_seconds"] = time.perf_counter() - t0
             for index, stage in enumerate(plan.stages):
                 t1 = time.perf_counter()
@@ -74,26 +77,7 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
                 seconds[index] += time.perf_counter() - t1
 
         t0 = time.perf_counter()
-        writer = PartWriter(
-            run_dir.path / "data", plan.output_schema, rows_per_file=io.rows_per_file, compression=io.compression,
-            encryption=outputs.properties, file_metadata=outputs.metadata,
-        )
-        rows_in = 0
-        with progress.task("writing", plan.source.rows) as advance:
-            for table in outputs.batches(plan.source.batches(batch_rows=io.batch_rows), writer):
-                batch_rows = table.num_rows
-                rows_in += batch_rows
-                for index, stage in enumerate(plan.stages):
-                    if stage.kind not in ("map", "global"):
-                        continue
-                    t1 = time.perf_counter()
-                    rows_in_by_stage[index] += table.num_rows
-                    table = stage.transform(table)  # type: ignore[attr-defined]
-                    rows_out_by_stage[index] += table.num_rows
-                    seconds[index] += time.perf_counter() - t1
-                writer.write(table)
-                advance(batch_rows)
-        files = writer.close()
+        written = engine.write(plan, run_dir.path / "data", outputs, progress, seconds)
         timings["write_seconds"] = time.perf_counter() - t0
 
         for index, stage in enumerate(plan.stages):
@@ -106,20 +90,22 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
                 seconds[index] += time.perf_counter() - t1
 
         timings["total_seconds"] = time.perf_counter() - started
+        rows_in = written.rows_in
         entries = [
-            _stage_entry(stage, rows_in_by_stage.get(i, rows_in), rows_out_by_stage.get(i, rows_in), seconds[i], extra.get(i),
-                         sink_rows=writer.rows)
+            _stage_entry(stage, written.rows_in_by_stage.get(i, rows_in), written.rows_out_by_stage.get(i, rows_in),
+                         seconds[i], extra.get(i), sink_rows=written.rows_out)
             for i, stage in enumerate(plan.stages)
         ]
         report = build_report(
             plan=plan,
             status="success",
             rows_in=rows_in,
-            rows_out=writer.rows,
-            output_files=files,
+            rows_out=written.rows_out,
+            output_files=written.files,
             stage_entries=entries,
             timings=timings,
         )
+        report["engine"] = engine.describe()
         outputs.update_report(report)
         if plan.ledger is not None:
             report["budget"] = {**plan.ledger.summary(), "spent_this_run": sum(e["epsilon"] for sc in scopes for e in sc.recorded)}
@@ -128,36 +114,8 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: Progress | None = 
             _write_stats(run_dir.path, plan, extra)
         write_report(run_dir.path, report)
         target = run_dir.commit()
-    log.info("wrote %s rows to %s in %.2f s", f"{writer.rows:,}", target, timings["total_seconds"])
+    log.info("wrote %s rows to %s in %.2f s", f"{written.rows_out:,}", target, timings["total_seconds"])
     return RunResult(run_dir=target, report=report)
-
-
-def _observe_pass(plan: Plan, progress: Progress, seconds: dict[int, float]) -> None:
-    """Pass 1: feed ``observe`` of every global and release stage, reading only the columns they need."""
-    stages = plan.stages
-    observers: list[tuple[int, Stage, list[tuple[int, Stage]], list[str]]] = []
-    needed: set[str] = set()
-    for index, stage in enumerate(stages):
-        if stage.kind == "release":
-            observers.append((index, stage, [], stage.input_columns()))
-            needed |= set(stage.input_columns())
-        elif stage.kind == "global":
-            own = set(stage.input_columns())
-            prefix = [(i, s) for i, s in enumerate(stages[:index]) if s.kind == "map" and own & set(s.input_columns())]
-            columns = own.union(*(set(s.input_columns()) for _, s in prefix))
-            observers.append((index, stage, prefix, sorted(columns)))
-            needed |= columns
-    columns = [name for name in plan.source.schema.names if name in needed]
-    with progress.task("observing", plan.source.rows) as advance:
-        for table in plan.source.batches(columns, batch_rows=plan.loaded.config.io.batch_rows):
-            for index, stage, prefix, cols in observers:
-                t1 = time.perf_counter()
-                view = table.select(cols)
-                for _, map_stage in prefix:
-                    view = map_stage.transform(view)  # type: ignore[attr-defined]
-                stage.observe(view)  # type: ignore[attr-defined]
-                seconds[index] += time.perf_counter() - t1
-            advance(table.num_rows)
 
 
 def _scope(plan: Plan, index: int, stage: Stage, scopes: list[LedgerScope]) -> LedgerScope:

@@ -44,6 +44,8 @@ def one_key_union(kind: str, options: dict[str, type[BaseModel] | Any]) -> Any:
             **{name: (params, ...)},
         )
         entry.tag = name  # type: ignore[attr-defined]
+        entry.__module__ = __name__  # importable by name, so configs pickle (partitioned engines ship them)
+        globals()[entry.__name__] = entry
         members.append(Annotated[entry, Tag(name)])
     union = members[0]
     for member in members[1:]:

@@ -76,6 +76,9 @@ class IoOptions(StrictModel):
 
     batch_rows: Annotated[int, Field(ge=1)] = 65_536
     rows_per_file: Annotated[int, Field(ge=1)] = 1_000_000
+    # Reading unit: runs of whole Parquet row groups of about this many rows (one CSV file each); a
+    # partition on the Dask engine. Both engines cut the input the same way, so their outputs match.
+    partition_rows: Annotated[int, Field(ge=1)] = 1_048_576
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
 

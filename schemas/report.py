@@ -72,6 +72,15 @@ class Timings(Open):
     write_seconds: Seconds | None = None
 
 
+class EngineSummary(Open):
+    """Which engine ran the stages."""
+
+    name: Literal["streaming", "dask"]
+    partitions: Annotated[int, Field(ge=0)] | None = Field(None, description="input pieces (Dask partitions)")
+    scheduler: str | None = Field(None, description="dask: 'local cluster', 'synchronous', ... or the scheduler address")
+    workers: Annotated[int, Field(ge=0)] | None = None
+
+
 class BudgetSummary(Open):
     """The dataset's privacy budget after this run (from the ledger)."""
 
@@ -307,6 +316,7 @@ class RunReport(ReportBase):
     config_path: str | None = None
     stages: list[StageEntry]
     budget: BudgetSummary | None = Field(None, description="with DP stages: the dataset's budget after this run")
+    engine: EngineSummary | None = None
 
 
 class DecryptReport(ReportBase):

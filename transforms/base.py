@@ -70,6 +70,10 @@ class Stage(ABC):
         """This stage's entry in ``report.json`` (besides name, kind, rows and timing)."""
         return {}
 
+    def __dask_tokenize__(self) -> tuple[str, int]:
+        """A token that never hashes parameters or key material (engines name tasks after it)."""
+        return (type(self).__qualname__, id(self))
+
     def _require(self, schema: pa.Schema, columns: list[str]) -> None:
         missing = [c for c in columns if c not in schema.names]
         if missing:
@@ -124,6 +128,13 @@ class GlobalStage(Stage):
     @abstractmethod
     def decide(self) -> None: ...
 
+    def merge(self, other: "Stage") -> None:
+        """Fold in what ``other`` observed: a copy of this stage (made before any ``observe``) that
+        observed other partitions of the input. Partitioned engines observe per partition and combine
+        the copies in order, ``a.merge(b)`` with ``a`` before ``b``; the result must equal observing
+        every batch on one object. Stages that cannot merge run on the streaming engine only."""
+        raise NotImplementedError(f"stage '{self.name}' cannot combine partial observations (no merge())")
+
     @abstractmethod
     def transform(self, table: pa.Table) -> pa.Table: ...
 
@@ -164,6 +175,13 @@ class ReleaseStage(Stage):
 
     @abstractmethod
     def release(self, ledger: Any) -> list[dict[str, Any]]: ...
+
+    def merge(self, other: "Stage") -> None:
+        """Fold in what ``other`` observed: a copy of this stage (made before any ``observe``) that
+        observed other partitions of the input. Partitioned engines observe per partition and combine
+        the copies in order, ``a.merge(b)`` with ``a`` before ``b``; the result must equal observing
+        every batch on one object. Stages that cannot merge run on the streaming engine only."""
+        raise NotImplementedError(f"stage '{self.name}' cannot combine partial observations (no merge())")
 
 
 class SinkStage(Stage):

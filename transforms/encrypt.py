@@ -86,6 +86,16 @@ class Encrypt(MapStage):
         self._aead = AESGCM(key.material) if key is not None else None
         self._file_metadata: dict[str, str] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_aead", None)  # a cipher object does not pickle; rebuilt from the key
+        state["_file_metadata"] = {}  # a per-file data key never travels: the receiver starts its own files
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._aead = AESGCM(self.key.material) if self.key is not None else None
+
     @classmethod
     def from_config(cls, params: EncryptParams, *, context: StageContext) -> "Encrypt":
         if params.recipient is not None:

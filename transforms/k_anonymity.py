@@ -137,6 +137,14 @@ class KAnonymity(GlobalStage):
     def observe(self, table: pa.Table) -> None:
         self._counter.observe(table.select(self.input_columns()))
 
+    def merge(self, other: "GlobalStage") -> None:
+        """Add the tuple counts a copy of this stage observed over other partitions."""
+        if not isinstance(other, KAnonymity) or other.input_columns() != self.input_columns():
+            raise TypeError("merge() takes a copy of the same k_anonymity stage")
+        if hasattr(self, "summary_"):
+            raise RuntimeError("k_anonymity: merge() after decide()")
+        self._counter.merge(other._counter)
+
     def decide(self) -> None:
         tuples = self._counter.result()
         self._counter = TupleCounter(self._counter.columns)  # the counts live on only in ``tuples`` below

@@ -73,6 +73,15 @@ class Tokenize(MapStage):
         self._siv = AESSIV(key.material)
         self._header = header(FORMAT_TOKEN, key.id)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_siv", None)  # a cipher object does not pickle; rebuilt from the key
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._siv = AESSIV(self.key.material)
+
     @classmethod
     def from_config(cls, params: TokenizeParams, *, context: StageContext) -> "Tokenize":
         assert context.resolve_key is not None

@@ -99,12 +99,12 @@ def test_dry_run_shows_the_budget_and_refuses_an_overspend(workspace, cli) -> No
 
 
 def test_a_run_that_fails_after_the_release_still_counts(workspace, cli, monkeypatch) -> None:
-    from privprep.pipeline import runner
+    from privprep.pipeline import io
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner.PartWriter, "write", broken)
+    monkeypatch.setattr(io.PartWriter, "write", broken)
     assert cli("run", dp_config(workspace), "--quiet").code != 0
     assert not workspace.out.exists()
     assert [e["epsilon"] for e in ledger_doc(workspace)["entries"]] == [pytest.approx(0.6)]

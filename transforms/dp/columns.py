@@ -55,6 +55,16 @@ class LocalCounts:
     missing: dict[str, int] = field(default_factory=dict)
     outside_categories: dict[str, int] = field(default_factory=dict)
 
+    def merge(self, other: "LocalCounts") -> None:
+        """Add another partition's counts."""
+        for key, (below, above) in other.clipped.items():
+            mine = self.clipped.setdefault(key, [0, 0])
+            mine[0] += below
+            mine[1] += above
+        for mine, theirs in ((self.missing, other.missing), (self.outside_categories, other.outside_categories)):
+            for column, count in theirs.items():
+                mine[column] = mine.get(column, 0) + count
+
     def as_report(self) -> dict[str, Any]:
         return {
             "clipped": [

@@ -103,6 +103,10 @@ class Query:
         entry["error_95"] = _num(fields["error_95"])
         return entry
 
+    def merge(self, other: "Query") -> None:
+        """Add the statistics another copy of this query accumulated over other batches."""
+        raise NotImplementedError
+
     def _add(self, target: np.ndarray, groups: np.ndarray | None, weights: np.ndarray | None = None, n: int = 0) -> None:
         """Add per-group totals of ``weights`` (or counts) into ``target``."""
         if groups is None:
@@ -121,6 +125,9 @@ class Count(Query):
     def update(self, view: BatchView) -> None:
         n, groups = view.present(self.spec.column, by=self.spec.by_key)
         self._add(self.n, groups, n=n)
+
+    def merge(self, other: "Query") -> None:
+        self.n += other.n  # type: ignore[attr-defined]
 
     def release(self, noise: NoiseSource) -> list[dict[str, Any]]:
         out = []
@@ -141,15 +148,62 @@ class _Moments(Query):
         self.mid, self.r = (self.lower + self.upper) / 2, (self.upper - self.lower) / 2
         shape = spec.n_groups
         self.n = np.zeros(shape, dtype=np.int64)
-        self.total = np.zeros(shape)
-        self.squares = np.zeros(shape)
+        self._total = PartialSums()
+        self._squares = PartialSums()
 
     def update(self, view: BatchView) -> None:
         spec = self.spec
         n, total, squares = view.moments(spec.column, spec.bounds, by=spec.by_key, n_groups=spec.n_groups)  # type: ignore[arg-type]
         self.n += n.astype(np.int64)
-        self.total += total
-        self.squares += squares
+        self._total.add(total)
+        self._squares.add(squares)
+
+    def merge(self, other: "Query") -> None:
+        assert isinstance(other, _Moments)
+        self.n += other.n
+        self._total.merge(other._total)
+        self._squares.merge(other._squares)
+
+    @property
+    def total(self) -> np.ndarray:
+        """Per group: the exact sum of the clipped values, correctly rounded once."""
+        return self._total.value(self.spec.n_groups)
+
+    @property
+    def squares(self) -> np.ndarray:
+        return self._squares.value(self.spec.n_groups)
+
+
+class PartialSums:
+    """Float sums kept as one partial per batch and added with ``math.fsum`` (correctly rounded) at
+    the end: the result does not depend on the order batches or partitions are combined in, so the
+    streaming and partitioned engines release the same values for the same seed.
+
+    >>> a, b = PartialSums(), PartialSums()
+    >>> a.add(np.array([1e16])); b.add(np.array([1.0])); b.add(np.array([-1e16]))
+    >>> a.merge(b); a.value(1).tolist()
+    [1.0]
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self._value: np.ndarray | None = None
+
+    def add(self, partial: np.ndarray) -> None:
+        self.parts.append(np.array(partial, dtype=np.float64, copy=True))
+        self._value = None
+
+    def merge(self, other: "PartialSums") -> None:
+        self.parts.extend(other.parts)
+        self._value = None
+
+    def value(self, size: int) -> np.ndarray:
+        if self._value is None:
+            if not self.parts:
+                return np.zeros(size)
+            stacked = np.vstack(self.parts)
+            self._value = np.array([math.fsum(stacked[:, g]) for g in range(stacked.shape[1])])
+        return self._value
 
 
 class Sum(_Moments):
@@ -257,6 +311,9 @@ class Histogram(Query):
         if groups is not None:
             codes = groups * self.n_bins + codes
         self.counts += np.bincount(codes, minlength=self.counts.size).reshape(self.counts.shape)
+
+    def merge(self, other: "Query") -> None:
+        self.counts += other.counts  # type: ignore[attr-defined]
 
     def _bin_label(self, b: int) -> Any:
         if self.categorical:

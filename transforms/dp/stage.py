@@ -118,6 +118,21 @@ class DpStats(ReleaseStage):
             query.update(view)
         self.rows_observed += table.num_rows
 
+    def merge(self, other: "ReleaseStage") -> None:
+        """Fold in the exact statistics a copy of this stage accumulated over other partitions."""
+        if not isinstance(other, DpStats) or other.params != self.params:
+            raise TypeError("merge() takes a copy of the same dp_stats stage")
+        if self.releases_ is not None:
+            raise RuntimeError("this stage has released already; a new release needs a new stage")
+        if other.queries_ is not None:
+            if self.queries_ is None:
+                self.queries_ = other.queries_
+            else:
+                for mine, theirs in zip(self.queries_, other.queries_):
+                    mine.merge(theirs)
+        self.local.merge(other.local)
+        self.rows_observed += other.rows_observed
+
     def release(self, ledger: Account) -> list[dict[str, Any]]:
         """Record the spend in ``ledger``, then add noise once; returns one entry per released value."""
         if self.releases_ is not None:

@@ -1,0 +1,141 @@
+"""What an engine does for the runner: the two data passes. Everything else (deciding, releasing,
+spending, sinks, reports, committing the run directory) stays in :mod:`runner`, whichever engine runs.
+
+An engine gets the plan's stage objects and calls only their public interface (``transform``,
+``observe``, ``merge``); no stage knows which engine runs it.
+
+* :class:`StreamingEngine` (default): one process, the input read a piece at a time in order.
+* :class:`~privprep.pipeline.dask_engine.DaskEngine`: pieces are Dask partitions; see that module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from privprep.transforms.base import Stage
+
+from .io import PartWriter
+from .output_files import OutputFiles
+from .plan import Plan
+from .progress import Progress
+
+
+@dataclass
+class Observer:
+    """A global or release stage in pass 1: the map stages before it that touch its columns run first."""
+
+    index: int
+    stage: Stage
+    prefix: list[Stage]
+    columns: list[str]
+
+    def feed(self, table: Any) -> None:
+        view = table.select(self.columns)
+        for map_stage in self.prefix:
+            view = map_stage.transform(view)  # type: ignore[attr-defined]
+        self.stage.observe(view)  # type: ignore[attr-defined]
+
+
+@dataclass
+class WriteResult:
+    """What the write pass produced."""
+
+    rows_in: int
+    rows_out: int
+    files: list[Path]
+    rows_in_by_stage: dict[int, int] = field(default_factory=dict)
+    rows_out_by_stage: dict[int, int] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """The two data passes over a plan's input."""
+
+    name: str
+
+    def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
+                seconds: dict[int, float]) -> None:
+        """Pass 1: every observer's stage has observed the whole input (projected to ``columns``)."""
+
+    def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
+              seconds: dict[int, float]) -> WriteResult:
+        """Pass 2: map and global stages applied in order, Parquet parts written under ``data_dir``."""
+
+    def describe(self) -> dict[str, Any]:
+        """The report's ``engine`` entry."""
+
+
+def observers(plan: Plan) -> tuple[list[Observer], list[str]]:
+    """The observers of pass 1 and the input columns they need (in input order).
+
+    A release stage observes the input as declared; a global stage observes it after the map stages
+    before it that touch its columns."""
+    stages = plan.stages
+    found: list[Observer] = []
+    needed: set[str] = set()
+    for index, stage in enumerate(stages):
+        if stage.kind == "release":
+            found.append(Observer(index, stage, [], stage.input_columns()))
+            needed |= set(stage.input_columns())
+        elif stage.kind == "global":
+            own = set(stage.input_columns())
+            prefix = [s for s in stages[:index] if s.kind == "map" and own & set(s.input_columns())]
+            columns = own.union(*(set(s.input_columns()) for s in prefix))
+            found.append(Observer(index, stage, prefix, sorted(columns)))
+            needed |= columns
+    return found, [name for name in plan.source.schema.names if name in needed]
+
+
+class StreamingEngine:
+    """One process, flat memory: the input is read piece by piece, batch by batch, in order."""
+
+    name = "streaming"
+
+    def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
+                seconds: dict[int, float]) -> None:
+        io = plan.loaded.config.io
+        with progress.task("observing", plan.source.rows) as advance:
+            for table in plan.source.batches(columns, batch_rows=io.batch_rows, piece_rows=io.partition_rows):
+                for observer in observers:
+                    t1 = time.perf_counter()
+                    observer.feed(table)
+                    seconds[observer.index] += time.perf_counter() - t1
+                advance(table.num_rows)
+
+    def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
+              seconds: dict[int, float]) -> WriteResult:
+        io = plan.loaded.config.io
+        writer = PartWriter(
+            data_dir, plan.output_schema, rows_per_file=io.rows_per_file, compression=io.compression,
+            encryption=outputs.properties, file_metadata=outputs.metadata,
+        )
+        rows_in = 0
+        rows_in_by_stage: dict[int, int] = defaultdict(int)
+        rows_out_by_stage: dict[int, int] = defaultdict(int)
+        batches = plan.source.batches(batch_rows=io.batch_rows, piece_rows=io.partition_rows)
+        with progress.task("writing", plan.source.rows) as advance:
+            for table in outputs.batches(batches, writer):
+                batch_rows = table.num_rows
+                rows_in += batch_rows
+                for index, stage in enumerate(plan.stages):
+                    if stage.kind not in ("map", "global"):
+                        continue
+                    t1 = time.perf_counter()
+                    rows_in_by_stage[index] += table.num_rows
+                    table = stage.transform(table)  # type: ignore[attr-defined]
+                    rows_out_by_stage[index] += table.num_rows
+                    seconds[index] += time.perf_counter() - t1
+                writer.write(table)
+                advance(batch_rows)
+        files = writer.close()
+        return WriteResult(rows_in=rows_in, rows_out=writer.rows, files=files,
+                           rows_in_by_stage=dict(rows_in_by_stage), rows_out_by_stage=dict(rows_out_by_stage))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+__all__ = ["Engine", "Observer", "StreamingEngine", "WriteResult", "observers"]
