@@ -35,7 +35,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from privprep.schemas.errors import UsageError
+
 from .config import load_config
+from .engine import Engine
 from .plan import Plan, build_plan
 from .progress import Progress
 from .runner import RunResult, execute
@@ -53,10 +56,28 @@ def run(
     output: str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    engine: str | Engine = "streaming",
+    scheduler: str | None = None,
 ) -> RunResult:
-    """Run the pipeline of ``config`` and return the run directory and its report."""
+    """Run the pipeline of ``config`` and return the run directory and its report.
+
+    ``engine`` is ``"streaming"`` (one process, flat memory), ``"dask"`` (``scheduler``: a scheduler
+    address, one of Dask's local schedulers, or None for a local cluster) or an engine object such as
+    ``DaskEngine(client=client)``; every engine gives the same output."""
     loaded = load_config(config, input=input, output=output)
     from .rundir import check_output
 
     check_output(Path(loaded.output), overwrite=overwrite)  # fail before reading any data
-    return execute(build_plan(loaded), overwrite=overwrite, progress=progress)
+    plan = build_plan(loaded)
+    if engine == "streaming" or engine is None:
+        if scheduler is not None:
+            raise UsageError("--scheduler applies only to --engine dask")
+        return execute(plan, overwrite=overwrite, progress=progress)
+    if engine == "dask":
+        from .dask_engine import DaskEngine
+
+        engine = DaskEngine(scheduler=scheduler)
+    if isinstance(engine, str):
+        raise UsageError(f"--engine must be 'streaming' or 'dask', not '{engine}'")
+    with engine:  # type: ignore[attr-defined]
+        return execute(plan, overwrite=overwrite, progress=progress, engine=engine)

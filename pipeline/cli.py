@@ -43,8 +43,16 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="validate config, keys and input schema; write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
     log_format: str = typer.Option("text", "--log-format", help="log lines on stderr: text, or json (one object per line)"),
+    engine: str = typer.Option("streaming", "--engine", help="streaming (one process, flat memory) or dask"),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="with --engine dask: a scheduler address (tcp://host:8786); default a local cluster"
+    ),
 ) -> None:
     """Run the pipeline of CONFIG."""
+    if engine not in ("streaming", "dask"):
+        raise UsageError(f"--engine must be 'streaming' or 'dask', not '{engine}'")
+    if scheduler is not None and engine != "dask":
+        raise UsageError("--scheduler applies only to --engine dask")
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not '{log_format}'")
     _logging(quiet, log_format)
@@ -52,7 +60,8 @@ def run(
         typer.echo(api.plan(config, input=input, output=output).describe())
         return
     progress = Progress(quiet=quiet, terminal=False if log_format == "json" else None)
-    result = api.run(config, input=input, output=output, overwrite=overwrite, progress=progress)
+    result = api.run(config, input=input, output=output, overwrite=overwrite, progress=progress,
+                     engine=engine, scheduler=scheduler)
     out = result.report["output"]
     if log_format == "json":
         log.info("run finished", extra={"event": "run_done", "run_dir": str(result.run_dir), "rows": out["rows"],

@@ -200,15 +200,19 @@ class PartWriter:
         compression: str,
         encryption: Callable[[], Any] | None = None,
         file_metadata: Callable[[], dict[str, str]] | None = None,
+        prefix: str = "part",
     ) -> None:
         """``encryption`` makes fresh Parquet ``FileEncryptionProperties`` for each part (pyarrow does not
-        reuse them); ``file_metadata`` is called when a part starts and gives its key-value metadata."""
+        reuse them); ``file_metadata`` is called when a part starts and gives its key-value metadata;
+        parts are named ``{prefix}-00000.parquet`` ..."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         self.rows_per_file = rows_per_file
         self.compression = None if compression == "none" else compression
         self.files: list[Path] = []
+        self.file_rows: list[int] = []
+        self.prefix = prefix
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_file = 0
@@ -238,11 +242,15 @@ class PartWriter:
             assert self._writer is not None
             self._writer.write_table(table.slice(start, take))
             self._rows_in_file += take
+            self.file_rows[-1] += take
             self.rows += take
             start += take
 
-    def close(self) -> list[Path]:
+    def close(self, *, empty_part: bool = True) -> list[Path]:
+        """Finish the last part; with no rows at all, write one valid empty part (or none)."""
         if self._writer is None:
+            if not empty_part:
+                return self.files
             self._roll()  # an empty input still gives one valid, empty part
         assert self._writer is not None
         self._writer.close()
@@ -252,11 +260,12 @@ class PartWriter:
     def _roll(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        path = self.directory / f"part-{len(self.files):05d}.parquet"
+        path = self.directory / f"{self.prefix}-{len(self.files):05d}.parquet"
         schema = self.schema
         if self._file_metadata is not None:
             schema = schema.with_metadata({**(schema.metadata or {}), **self._file_metadata()})
         properties = self._encryption() if self._encryption is not None else None
         self._writer = pq.ParquetWriter(path, schema, compression=self.compression, encryption_properties=properties)
         self.files.append(path)
+        self.file_rows.append(0)
         self._rows_in_file = 0

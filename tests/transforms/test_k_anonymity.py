@@ -224,3 +224,29 @@ def test_property_output_is_k_anonymous_within_the_suppression_limit(frame, k, l
     assert len(frame) - len(out) <= math.floor(limit * len(frame))
     if len(out):
         assert out.groupby(["zip", "age"], dropna=False).size().min() >= k
+
+
+def test_partial_observations_merge_to_the_single_pass_result() -> None:
+    """What a partitioned engine does: copies observe parts in any grouping, merged in order."""
+    import copy
+
+    frame = adult_frame()
+    table = pa.Table.from_pandas(frame[QIS], preserve_index=False)
+    whole = adult_stage(5, 0.04)
+    fresh = copy.deepcopy(whole)
+    whole.observe(table)
+    whole.decide()
+    parts = []
+    for start, stop in [(0, 7000), (7000, 7001), (7001, 20000), (20000, len(frame))]:
+        part = copy.deepcopy(fresh)
+        part.observe(table.slice(start, stop - start))
+        parts.append(part)
+    parts[2].merge(parts[3])  # a tree: (0 + 1) + (2 + 3)
+    parts[0].merge(parts[1])
+    parts[0].merge(parts[2])
+    fresh.merge(parts[0])
+    fresh.decide()
+    assert fresh.levels_ == whole.levels_ and fresh.report() == {**whole.report(), "search": fresh.report()["search"]}
+    assert fresh.transform(table).equals(whole.transform(table))
+    with pytest.raises(RuntimeError, match="after decide"):
+        fresh.merge(parts[0])

@@ -1,0 +1,334 @@
+"""The Dask engine: the same stage objects as the streaming engine, over Dask partitions.
+
+* The input's pieces (runs of whole Parquet row groups, see :meth:`InputSource.pieces`) are the
+  partitions, read on the workers exactly as the streaming engine reads them.
+* Pass 1: every partition is observed by its own copy of each global/release stage; the copies are
+  combined by a tree reduction (``merge``, ``split_every`` at a time, left to right), and the result is
+  merged into the client's stage, which then decides or releases on the client.
+* Pass 2: map and global stages run through ``map_partitions`` with an explicit ``meta`` (pandas
+  partitions with Arrow dtypes, so Arrow types survive exactly); each partition is written by a Dask task
+  as Parquet parts, then renamed in input order into ``data/part-NNNNN.parquet``.
+
+The output has the same rows in the same order as the streaming engine's, the same pseudonyms,
+tokens, generalization and suppression, and the same DP releases for the same seed (partial sums are
+kept per batch and added exactly, see :class:`~privprep.transforms.dp.queries.PartialSums`); only
+the cut into files and the random nonces of ciphertexts differ.
+
+Keys: stages carry their keys inside the task definitions, which Dask keeps in memory and never
+spills to disk (only task results spill, and no task result holds a key); key material has no
+``repr`` and stages tokenize without hashing it. On a remote cluster use TLS (``tls://`` addresses).
+
+>>> DaskEngine(scheduler="synchronous").describe()["scheduler"]
+'synchronous'
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from privprep.schemas.errors import NotAvailableError, UsageError
+from privprep.transforms.base import Stage
+
+from .engine import Observer, WriteResult
+from .io import InputSource, PartWriter, Piece
+from .output_files import OutputFiles
+from .plan import Plan
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+LOCAL_SCHEDULERS = ("synchronous", "threads", "processes")
+SPLIT_EVERY = 8
+
+
+def _dask() -> Any:
+    try:
+        import dask
+        import dask.dataframe  # noqa: F401
+    except ImportError:
+        raise NotAvailableError("--engine dask needs Dask: pip install 'privprep[dask]'") from None
+    return dask
+
+
+class DaskEngine:
+    """Run the data passes on Dask.
+
+    Parameters
+    ----------
+    scheduler:
+        ``None``: start a local cluster of one single-threaded worker process per core; a scheduler
+        address (``tcp://host:8786``, ``tls://...``) to use an existing cluster; or one of Dask's
+        local schedulers ``synchronous``, ``threads``, ``processes`` (no cluster; for tests and debugging).
+    workers:
+        Worker processes of the local cluster (default: ``PRIVPREP_DASK_WORKERS``, else the machine's cores).
+    client:
+        An existing ``distributed.Client`` to run on (ETL code that already has one).
+    """
+
+    name = "dask"
+
+    def __init__(self, *, scheduler: str | None = None, workers: int | None = None, client: Any = None) -> None:
+        _dask()
+        if workers is not None and workers < 1:
+            raise UsageError("--workers must be at least 1")
+        self.scheduler = scheduler
+        self.workers = workers
+        self.client = client
+        self.partitions = 0
+        self._stack: ExitStack | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> "DaskEngine":
+        dask = _dask()
+        self._stack = ExitStack()
+        # Keep Arrow types as they are; a stage sees exactly what the streaming engine gives it.
+        self._stack.enter_context(dask.config.set({"dataframe.convert-string": False}))
+        if self.client is not None:
+            return self
+        if self.scheduler in LOCAL_SCHEDULERS:
+            self._stack.enter_context(dask.config.set(scheduler=self.scheduler))
+            return self
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise NotAvailableError("--engine dask needs distributed: pip install 'privprep[dask]'") from None
+        if self.scheduler is None:
+            workers = self.workers or int(os.environ.get("PRIVPREP_DASK_WORKERS", 0)) or os.cpu_count() or 1
+            # No spilling to disk and quiet workers: nothing of the data or the stages reaches disk or logs.
+            self._stack.enter_context(dask.config.set({
+                "distributed.worker.memory.spill": False,
+                "distributed.worker.memory.target": False,
+                "distributed.logging.distributed": "error",
+            }))
+            cluster = self._stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ))
+            self.client = self._stack.enter_context(Client(cluster))
+            self._label = "local cluster"
+        else:
+            timeout = os.environ.get("PRIVPREP_DASK_CONNECT_TIMEOUT", "20s")
+            try:
+                self.client = self._stack.enter_context(Client(self.scheduler, timeout=timeout))
+            except (OSError, TimeoutError, ValueError) as exc:
+                self._stack.close()
+                raise UsageError(f"--scheduler '{self.scheduler}': cannot reach the Dask scheduler ({type(exc).__name__}); "
+                                 "check the address, or leave --scheduler out to start a local cluster") from None
+            self._label = str(self.scheduler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stack is not None:
+            self._stack.close()  # closes the client and cluster this engine started, not one it was given
+            self._stack = None
+
+    def describe(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": self.name, "partitions": self.partitions}
+        if self.client is not None:
+            entry["scheduler"] = getattr(self, "_label", "client")
+            try:
+                entry["workers"] = len(self.client.scheduler_info().get("workers", {}))
+            except Exception:  # pragma: no cover - informational only
+                pass
+        else:
+            entry["scheduler"] = self.scheduler or "local cluster"
+        return entry
+
+    # -- pass 1 ----------------------------------------------------------------------------------
+    def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
+                seconds: dict[int, float]) -> None:
+        from dask import delayed
+
+        from privprep.transforms.base import GlobalStage, ReleaseStage
+
+        for observer in observers:
+            if type(observer.stage).merge in (GlobalStage.merge, ReleaseStage.merge):
+                raise NotAvailableError(
+                    f"stage '{observer.stage.name}' cannot run on the Dask engine: it does not merge partial "
+                    "observations (merge()); use --engine streaming"
+                )
+        io = plan.loaded.config.io
+        pieces = plan.source.pieces(io.partition_rows)
+        self.partitions = len(pieces)
+        observe = delayed(_observe_piece, pure=False)
+        combine = delayed(_combine, pure=False)
+        with progress.step(f"observing {len(pieces)} partition(s) on Dask"):
+            t0 = time.perf_counter()
+            level = [observe(plan.source, piece, columns, observers, io.batch_rows) for piece in pieces]
+            while len(level) > 1:  # a tree: SPLIT_EVERY partial results at a time, kept in input order
+                level = [combine(*level[i:i + SPLIT_EVERY]) for i in range(0, len(level), SPLIT_EVERY)]
+            (observed,) = self._compute(level[0])
+        for observer, copy in zip(observers, observed):
+            observer.stage.merge(copy)
+        elapsed = time.perf_counter() - t0
+        for observer in observers:
+            seconds[observer.index] += elapsed / max(len(observers), 1)
+
+    # -- pass 2 ----------------------------------------------------------------------------------
+    def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
+              seconds: dict[int, float]) -> WriteResult:
+        import dask.dataframe as dd
+
+        io = plan.loaded.config.io
+        source = plan.source
+        pieces = source.pieces(io.partition_rows)
+        self.partitions = len(pieces)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        row_stages = [(i, s) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
+        # From the first stage that keys per output file on, stages run in the writing task, so the
+        # data key a file is sealed with is the one its values were encrypted under.
+        cut = next((n for n, (_, s) in enumerate(row_stages) if getattr(s, "per_file", False)), len(row_stages))
+        head, tail = row_stages[:cut], [s for _, s in row_stages[cut:]]
+
+        schema = source.schema
+        frames = dd.from_map(_read_piece, pieces, source=source, batch_rows=io.batch_rows,
+                             meta=_empty(schema), enforce_metadata=False)
+        counted: list[tuple[int, Any]] = []
+        for index, stage in head:
+            schema = stage.output_schema(schema)
+            frames = frames.map_partitions(_apply, stage, schema, meta=_empty(schema), enforce_metadata=False)
+            if stage.kind == "global":  # may remove rows: count them per stage for the report
+                counted.append((index, frames.map_partitions(len, meta=(None, "int64")).sum()))
+        writer = {
+            "directory": str(data_dir), "schema": plan.output_schema, "rows_per_file": io.rows_per_file,
+            "compression": io.compression, "encryption": outputs.encryption,
+        }
+        parts = frames.map_partitions(_write_partition, tail, schema, writer, meta=_written_meta(),
+                                      partition_info=True, enforce_metadata=False)
+        with progress.step(f"writing {len(pieces)} partition(s) on Dask"):
+            results = self._compute(parts, *(count for _, count in counted))
+        table = results[0].sort_values(["partition", "part"], kind="stable")
+        files = _rename_in_order(data_dir, table)
+        rows_out = int(table["rows"].sum())
+        if not files:  # every row suppressed or an empty input: one valid, empty part, like streaming
+            empty = PartWriter(data_dir, plan.output_schema, rows_per_file=io.rows_per_file,
+                               compression=io.compression, encryption=outputs.properties, file_metadata=outputs.metadata)
+            files = empty.close()
+        rows_in = sum(p.rows for p in pieces) if all(p.rows is not None for p in pieces) else int(table["rows_in"].sum())
+        rows_in_by_stage: dict[int, int] = {}
+        rows_out_by_stage: dict[int, int] = {}
+        current = rows_in
+        counts = dict(zip((i for i, _ in counted), (int(c) for c in results[1:])))
+        for index, stage in row_stages:
+            rows_in_by_stage[index] = current
+            if index in counts:
+                current = counts[index]
+            elif stage in tail and stage.kind == "global":
+                current = rows_out  # only reached when a global stage follows a per-file stage
+            rows_out_by_stage[index] = current
+        return WriteResult(rows_in=rows_in, rows_out=rows_out, files=files,
+                           rows_in_by_stage=rows_in_by_stage, rows_out_by_stage=rows_out_by_stage)
+
+    def _compute(self, *collections: Any) -> tuple[Any, ...]:
+        if self.client is not None:
+            futures = self.client.compute(list(collections))
+            return tuple(self.client.gather(futures))
+        import dask
+
+        return dask.compute(*collections)
+
+
+# -- tasks (module-level functions: they run on the workers) -----------------------------------------
+
+def _empty(schema: pa.Schema) -> pd.DataFrame:
+    return _to_frame(schema.empty_table())
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas with Arrow dtypes: no copy for most types, and the exact Arrow type comes back."""
+    return table.to_pandas(types_mapper=pd.ArrowDtype, ignore_metadata=True)
+
+
+def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
+
+
+def _read_piece(piece: Piece, *, source: InputSource, batch_rows: int) -> pd.DataFrame:
+    batches = list(source.read(piece, batch_rows=batch_rows))
+    table = pa.concat_tables(batches) if batches else source.schema.empty_table()
+    return _to_frame(table)
+
+
+def _observe_piece(source: InputSource, piece: Piece, columns: list[str], observers: list[Observer],
+                   batch_rows: int) -> list[Stage]:
+    """Observe one partition, batch by batch as the streaming engine does; returns the observed copies."""
+    observers = copy.deepcopy(observers)  # local schedulers pass the client's own objects: never mutate them
+    for table in source.read(piece, columns, batch_rows=batch_rows):
+        for observer in observers:
+            observer.feed(table)
+    return [observer.stage for observer in observers]
+
+
+def _combine(*partials: list[Stage]) -> list[Stage]:
+    first = partials[0]
+    for other in partials[1:]:
+        for mine, theirs in zip(first, other):
+            mine.merge(theirs)
+    return first
+
+
+def _apply(frame: pd.DataFrame, stage: Stage, schema: pa.Schema) -> pd.DataFrame:
+    table = _to_table(frame, _input_schema(frame))
+    return _to_frame(stage.transform(table).cast(schema))  # type: ignore[attr-defined]
+
+
+def _input_schema(frame: pd.DataFrame) -> pa.Schema:
+    return pa.Schema.from_pandas(frame, preserve_index=False)
+
+
+def _written_meta() -> pd.DataFrame:
+    return pd.DataFrame({
+        "partition": pd.Series([], dtype="int64"), "part": pd.Series([], dtype="int64"),
+        "file": pd.Series([], dtype="object"), "rows": pd.Series([], dtype="int64"),
+        "rows_in": pd.Series([], dtype="int64"),
+    })
+
+
+def _write_partition(frame: pd.DataFrame, tail: list[Stage], schema: pa.Schema, writer: dict[str, Any],
+                     partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Run the per-file stages and write one partition as Parquet parts named after its number."""
+    number = int((partition_info or {}).get("number", 0))
+    tail = copy.deepcopy(tail)  # per-file stages hold this partition's data keys: one copy per task
+    table = _to_table(frame, schema)
+    outputs = OutputFiles(encryption=writer["encryption"], per_file=[s for s in tail if getattr(s, "per_file", False)])
+    parts = PartWriter(Path(writer["directory"]), writer["schema"], prefix=f".partition-{number:06d}",
+                       rows_per_file=writer["rows_per_file"], compression=writer["compression"],
+                       encryption=outputs.properties, file_metadata=outputs.metadata)
+    for piece in outputs.batches(iter([table]), parts):
+        for stage in tail:
+            piece = stage.transform(piece)  # type: ignore[attr-defined]
+        parts.write(piece)
+    files = parts.close(empty_part=False)
+    return pd.DataFrame({
+        "partition": pd.Series([number] * len(files), dtype="int64"),
+        "part": pd.Series(range(len(files)), dtype="int64"),
+        "file": pd.Series([str(f) for f in files], dtype="object"),
+        "rows": pd.Series(parts.file_rows, dtype="int64"),
+        "rows_in": pd.Series([table.num_rows] + [0] * (len(files) - 1), dtype="int64"),
+    }) if files else pd.DataFrame({
+        "partition": pd.Series([number], dtype="int64"), "part": pd.Series([-1], dtype="int64"),
+        "file": pd.Series([""], dtype="object"), "rows": pd.Series([0], dtype="int64"),
+        "rows_in": pd.Series([table.num_rows], dtype="int64"),
+    })
+
+
+def _rename_in_order(data_dir: Path, table: pd.DataFrame) -> list[Path]:
+    """Partition parts to ``part-00000.parquet`` ... in input order (partition, then part)."""
+    files: list[Path] = []
+    for name in table.loc[table["part"] >= 0, "file"]:
+        target = data_dir / f"part-{len(files):05d}.parquet"
+        os.replace(name, target)
+        files.append(target)
+    return files
+
+
+__all__ = ["DaskEngine"]
