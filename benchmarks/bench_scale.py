@@ -11,7 +11,11 @@ For each row count, in the same run and alternating: ``privprep run CONFIG`` (st
 and stopped by the command). Whole processes; wall time and peak RSS from ``os.wait4`` (for Dask
 that is the largest process of the tree: client, scheduler or a worker).
 
-    python benchmarks/bench_scale.py [--rows 5000000 10000000 20000000] [--repeats 1] [--workers 2]
+With ``--no-kanon-rss`` the streaming engine also runs without the ``k_anonymity`` stage, to separate
+that stage's state (its distinct quasi-identifier tuples, which for the sample's day-exact birth dates
+and full ZIP codes grow with the rows) from everything else.
+
+    python benchmarks/bench_scale.py [--rows 5000000 10000000 20000000] [--repeats 1] [--workers 2] [--no-kanon-rss]
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ RSS_GOAL_MB = 1024.0
 SPEED_GOAL = 1.5
 
 
-def write_config(rows: int, input_dir: Path, keyring: Path, engine: str) -> tuple[Path, Path, Path]:
+class Missing:
+    wall = float("nan")
+    maxrss_kib = 0
+
+
+def write_config(rows: int, input_dir: Path, keyring: Path, engine: str, *, k_anonymity: bool = True) -> tuple[Path, Path, Path]:
     import yaml
 
     document = yaml.safe_load((SAMPLE / "pipeline.yaml").read_text())
@@ -42,7 +51,7 @@ def write_config(rows: int, input_dir: Path, keyring: Path, engine: str) -> tupl
     ledger = DATA / f"{PREFIX}-out-{rows}" / f"{engine}-ledger.json"
     document.update(input=str(input_dir), output=str(output), keyring=str(keyring))
     document["budget"] = {"epsilon": 1000.0, "delta": 1e-5, "ledger": str(ledger)}
-    document["stages"] = [s for s in document["stages"] if "train" not in s]
+    document["stages"] = [s for s in document["stages"] if "train" not in s and (k_anonymity or "k_anonymity" not in s)]
     for stage in document["stages"]:
         if "k_anonymity" in stage:
             for spec in stage["k_anonymity"]["hierarchies"].values():
@@ -58,6 +67,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[5_000_000, 10_000_000, 20_000_000])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engines", nargs="+", default=["streaming", "dask"], choices=["streaming", "dask"])
+    parser.add_argument("--no-kanon-rss", action="store_true",
+                        help="also run the streaming engine without the k_anonymity stage (its peak RSS column)")
     args = parser.parse_args()
     keyring = ensure_keyring()
     rows_done: list[dict] = []
@@ -67,7 +79,7 @@ def main() -> int:
         reports: dict[str, dict] = {}
         for i in range(args.repeats):
             order = ("streaming", "dask") if i % 2 == 0 else ("dask", "streaming")
-            for engine in order:
+            for engine in (e for e in order if e in args.engines):
                 config, output, ledger = write_config(rows, input_dir, keyring, engine)
                 clean(output)
                 ledger.unlink(missing_ok=True)
@@ -81,6 +93,19 @@ def main() -> int:
                 runs[engine].append(m)
                 clean(output)
                 print(f"  {rows:,} {engine:9} {m.wall:8.2f} s {m.maxrss_kib / 1024:7.0f} MB", file=sys.stderr, flush=True)
+        nok_rss = None
+        if args.no_kanon_rss:
+            config, output, ledger = write_config(rows, input_dir, keyring, "streaming-nok", k_anonymity=False)
+            clean(output)
+            ledger.unlink(missing_ok=True)
+            m = measure([str(PRIVPREP), "run", str(config), "--overwrite", "--quiet"])
+            clean(output)
+            nok_rss = m.maxrss_kib / 1024
+            print(f"  {rows:,} streaming without k_anonymity {m.wall:8.2f} s {nok_rss:7.0f} MB", file=sys.stderr, flush=True)
+        for engine in ("streaming", "dask"):  # an engine left out: its columns show the other's figures as n/a
+            if not runs[engine]:
+                runs[engine] = [Missing()]
+                reports[engine] = reports.get("streaming") or reports["dask"]
         a, b = reports["streaming"], reports["dask"]
         same = (a["output"]["rows"] == b["output"]["rows"]
                 and a["stages"][5]["levels"] == b["stages"][5]["levels"])
@@ -91,6 +116,8 @@ def main() -> int:
             "d_wall": statistics.median(m.wall for m in runs["dask"]),
             "d_rss": max(m.maxrss_kib for m in runs["dask"]) / 1024,
             "partitions": b["engine"].get("partitions"),
+            "nok_rss": nok_rss,
+            "tuples": a["stages"][5]["search"]["distinct_tuples"],
         })
         shutil.rmtree(DATA / f"{PREFIX}-out-{rows}", ignore_errors=True)
 
@@ -98,14 +125,15 @@ def main() -> int:
     print(f"sample pipeline stages (no training), streaming vs Dask ({args.workers} worker processes x 1 thread), "
           f"median wall of {args.repeats} run(s), whole processes; {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"Goals: streaming peak RSS < {RSS_GOAL_MB / 1024:g} GB and flat; Dask >= {SPEED_GOAL}x faster at 20 M rows")
-    header = (f"{'rows':>12} {'rows out':>12} {'streaming s':>11} {'RSS MB':>7} {'RSS goal':>8} {'dask s':>8} "
-              f"{'max proc RSS MB':>15} {'partitions':>10} {'speed-up':>8} {'same':>5}")
+    header = (f"{'rows':>12} {'rows out':>12} {'QI tuples':>11} {'streaming s':>11} {'RSS MB':>7} {'RSS goal':>8} "
+              f"{'RSS no k-anon':>13} {'dask s':>8} {'max proc RSS MB':>15} {'partitions':>10} {'speed-up':>8} {'same':>5}")
     print(header)
     print("-" * len(header))
     for r in rows_done:
         speed = r["s_wall"] / r["d_wall"]
-        print(f"{r['rows']:>12,} {r['out']:>12,} {r['s_wall']:>11.1f} {r['s_rss']:>7.0f} "
-              f"{'yes' if r['s_rss'] < RSS_GOAL_MB else 'NO':>8} {r['d_wall']:>8.1f} {r['d_rss']:>15.0f} "
+        nok = f"{r['nok_rss']:.0f}" if r["nok_rss"] is not None else "-"
+        print(f"{r['rows']:>12,} {r['out']:>12,} {r['tuples']:>11,} {r['s_wall']:>11.1f} {r['s_rss']:>7.0f} "
+              f"{'yes' if r['s_rss'] < RSS_GOAL_MB else 'NO':>8} {nok:>13} {r['d_wall']:>8.1f} {r['d_rss']:>15.0f} "
               f"{r['partitions']:>10} {speed:>7.2f}x {'yes' if r['same'] else 'NO':>5}")
     if len(rows_done) > 1:
         lo, hi = rows_done[0], rows_done[-1]

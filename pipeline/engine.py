@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from privprep.transforms.base import Stage
 
 from .io import PartWriter
@@ -104,6 +106,8 @@ class StreamingEngine:
                     observer.feed(table)
                     seconds[observer.index] += time.perf_counter() - t1
                 advance(table.num_rows)
+        del table
+        pa.default_memory_pool().release_unused()  # the read buffers, before decide() needs memory
 
     def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
               seconds: dict[int, float]) -> WriteResult:
