@@ -192,6 +192,8 @@ class DaskEngine:
         frames = dd.from_map(_read_piece, pieces, source=source, batch_rows=io.batch_rows,
                              meta=_empty(schema), enforce_metadata=False)
         counted: list[tuple[int, Any]] = []
+        if any(p.rows is None for p in pieces):  # CSV: rows are known only once read
+            counted.append((-1, frames.map_partitions(len, meta=(None, "int64")).sum()))
         for index, stage in head:
             schema = stage.output_schema(schema)
             frames = frames.map_partitions(_apply, stage, schema, meta=_empty(schema), enforce_metadata=False)
@@ -212,11 +214,11 @@ class DaskEngine:
             empty = PartWriter(data_dir, plan.output_schema, rows_per_file=io.rows_per_file,
                                compression=io.compression, encryption=outputs.properties, file_metadata=outputs.metadata)
             files = empty.close()
-        rows_in = sum(p.rows for p in pieces) if all(p.rows is not None for p in pieces) else int(table["rows_in"].sum())
+        counts = dict(zip((i for i, _ in counted), (int(c) for c in results[1:])))
+        rows_in = counts.pop(-1) if -1 in counts else sum(p.rows or 0 for p in pieces)
         rows_in_by_stage: dict[int, int] = {}
         rows_out_by_stage: dict[int, int] = {}
         current = rows_in
-        counts = dict(zip((i for i, _ in counted), (int(c) for c in results[1:])))
         for index, stage in row_stages:
             rows_in_by_stage[index] = current
             if index in counts:
@@ -289,7 +291,6 @@ def _written_meta() -> pd.DataFrame:
     return pd.DataFrame({
         "partition": pd.Series([], dtype="int64"), "part": pd.Series([], dtype="int64"),
         "file": pd.Series([], dtype="object"), "rows": pd.Series([], dtype="int64"),
-        "rows_in": pd.Series([], dtype="int64"),
     })
 
 
@@ -313,11 +314,9 @@ def _write_partition(frame: pd.DataFrame, tail: list[Stage], schema: pa.Schema, 
         "part": pd.Series(range(len(files)), dtype="int64"),
         "file": pd.Series([str(f) for f in files], dtype="object"),
         "rows": pd.Series(parts.file_rows, dtype="int64"),
-        "rows_in": pd.Series([table.num_rows] + [0] * (len(files) - 1), dtype="int64"),
     }) if files else pd.DataFrame({
         "partition": pd.Series([number], dtype="int64"), "part": pd.Series([-1], dtype="int64"),
         "file": pd.Series([""], dtype="object"), "rows": pd.Series([0], dtype="int64"),
-        "rows_in": pd.Series([table.num_rows], dtype="int64"),
     })
 
 

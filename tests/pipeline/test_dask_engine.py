@@ -194,3 +194,20 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, dataset: Path, c
     result = cli("run", path, "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9", "--quiet")
     assert result.code == 2 and result.err.startswith("privprep: error: --scheduler 'tcp://127.0.0.1:9'")
     assert result.err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_csv_input_gives_the_same_output(tmp_path: Path, dataset: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    table = pq.read_table(dataset).slice(0, 1500)
+    pacsv.write_csv(table.slice(0, 900), folder / "a.csv")
+    pacsv.write_csv(table.slice(900), folder / "b.csv")
+    streaming = api.run(config(tmp_path, folder, "streaming"))
+    dask = api.run(config(tmp_path, folder, "dask"), engine="dask", scheduler="synchronous")
+    a, b = pq.read_table(streaming.run_dir / "data"), pq.read_table(dask.run_dir / "data")
+    assert a.drop_columns(list(ENCRYPTED)).equals(b.drop_columns(list(ENCRYPTED)))
+    assert dask.report["input"]["rows"] == streaming.report["input"]["rows"] == 1500
+    assert [(s["rows_in"], s["rows_out"]) for s in dask.report["stages"]] == \
+        [(s["rows_in"], s["rows_out"]) for s in streaming.report["stages"]]
