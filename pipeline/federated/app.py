@@ -33,7 +33,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 
 from privprep.transforms.federated.settings import FederatedSettings
 
-from .site import SPEC_NAME, SiteSpec, SiteWorker
+from .site import SiteSpec, SiteWorker
 
 log = logging.getLogger(__name__)
 STATE_KEY = "privprep-site"
@@ -131,7 +131,7 @@ def _deployed_worker(context: Context) -> SiteWorker:
     site_dir = context.node_config.get("site-dir")
     if not site_dir:
         raise ValueError("start the SuperNode with --node-config \"site-dir='<dir written by privprep federate prepare>'\"")
-    spec = SiteSpec.from_json((Path(str(site_dir)) / SPEC_NAME).read_text(encoding="utf-8"))
+    spec = SiteSpec.read(str(site_dir))
     if "partition-id" in context.node_config:  # the seed of a seeded run is split per site by this index
         spec = SiteSpec(**{**spec.__dict__, "index": int(context.node_config["partition-id"])})
     return SiteWorker(spec)
@@ -220,6 +220,29 @@ def _client_accountant(delta: float, sites: int, sigma: float | None = None, rel
     return accountant
 
 
+class SiteOrderedGrid:
+    """A Grid whose replies come back sorted by the sites' ``site-index`` (then node id), not by arrival: FedAvg then
+    adds the sites up in a fixed order, so a seeded run is reproducible and matches the plain loop bit for bit."""
+
+    def __init__(self, grid: Grid) -> None:
+        self._grid = grid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Message]:
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        return sorted(replies, key=_reply_order)
+
+
+def _reply_order(msg: Message) -> tuple[float, int]:
+    if msg.has_error():
+        return (math.inf, msg.metadata.src_node_id)
+    metrics = next(iter(msg.content.metric_records.values()), None)
+    index = metrics.get("site-index") if metrics is not None else None
+    return (float(index) if isinstance(index, (int, float)) else math.inf, msg.metadata.src_node_id)
+
+
 def run_server(grid: Grid, plan: ServerPlan) -> ServerOutcome:
     """FedAvg over ``plan.sites`` sites for ``plan.settings.rounds`` rounds from the seeded initial weights."""
     from privprep.transforms.federated.local import initial_weights
@@ -242,7 +265,7 @@ def run_server(grid: Grid, plan: ServerPlan) -> ServerOutcome:
     seed = settings.seed
     weights = initial_weights(plan.shape, plan.classes, seed)
     config = settings_record(settings, classes=plan.classes, threads=plan.threads)
-    result = strategy.start(grid=grid, initial_arrays=to_record(weights), num_rounds=settings.rounds,
+    result = strategy.start(grid=SiteOrderedGrid(grid), initial_arrays=to_record(weights), num_rounds=settings.rounds,
                             train_config=config, evaluate_config=ConfigRecord(dict(config)))
     if dp_summary is not None:
         spent = strategy.privacy_spent()

@@ -89,6 +89,8 @@ def simulate(
     source = InputSource.open(loaded.input, delimiter=loaded.config.io.csv_delimiter)
     check_no_overlap(Path(loaded.output), source.files)
     _check_declared(loaded, source.schema)
+    if source.rows is not None:
+        _check_rows(source.rows, sites)
     seed = seed if seed is not None else params.seed
     settings = FederatedSettings(
         rounds=rounds, local_epochs=local_epochs or default_local_epochs(params.epochs, rounds),
@@ -156,11 +158,15 @@ def _check_flags(*, sites: int, partition: str, rounds: int, local_epochs: int |
         raise UsageError("--client-delta must be in (0, 1) and --client-clip > 0")
 
 
+def _check_rows(rows: int, sites: int) -> None:
+    if rows < 2 * sites:
+        raise UsageError(f"--sites {sites} is more than the input's {rows} row(s) allow: every site needs at least "
+                         "2 rows (one to train on, one to hold out)")
+
+
 def _split(table: pa.Table, work: Path, *, sites: int, partition: str, label: str, alpha: float, seed: int | None) -> list[Path]:
     """Write each site's rows (in input order) to ``work/site-<i>/input.parquet``."""
-    if table.num_rows < 2 * sites:
-        raise UsageError(f"--sites {sites} is more than the input's {table.num_rows} row(s) allow: every site needs at least "
-                         "2 rows (one to train on, one to hold out)")
+    _check_rows(table.num_rows, sites)
     labels = None
     if partition == "label-skew":
         column = table.column(label)

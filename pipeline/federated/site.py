@@ -69,6 +69,19 @@ class SiteSpec:
     def from_json(cls, text: str) -> "SiteSpec":
         return cls(**json.loads(text))
 
+    @classmethod
+    def read(cls, site_dir: Path | str) -> "SiteSpec":
+        """The ``site.json`` of a site's run directory; its relative ``data_dir`` resolved against that directory."""
+        folder = Path(site_dir)
+        path = folder / SPEC_NAME
+        try:
+            spec = cls.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"'{folder}' holds no readable {SPEC_NAME} ({type(exc).__name__}); write it with "
+                              "privprep federate prepare CONFIG") from None
+        data = Path(spec.data_dir)
+        return cls(**{**asdict(spec), "data_dir": str(data if data.is_absolute() else folder / data)})
+
     def ledger_object(self) -> Ledger:
         """The site's ledger (re-read from disk at every check and spend)."""
         b = self.budget
@@ -215,7 +228,7 @@ class SiteWorker:
         site = self.data(self.split_seed(settings.seed, state))
         with torch_threads(self.threads):
             accuracy = accuracy_of(weights, site.holdout, classes=classes, device=self.device)
-        return {"num-examples": float(len(site.holdout)), "accuracy": accuracy, "site-index": float(self.spec.index)}
+        return {"num-examples": float(len(site.holdout)), "unit-weight": 1.0, "accuracy": accuracy, "site-index": float(self.spec.index)}
 
 
 __all__ = ["SPEC_NAME", "SiteSpec", "SiteWorker", "site_delta", "site_ledger_path", "site_spec", "train_entry"]

@@ -53,7 +53,7 @@ def sanitize_site(loaded: LoadedConfig, *, name: str, index: int, input: str, ou
     result = execute(build_plan(site_config(loaded, input=input, output=output, ledger=ledger)), overwrite=overwrite,
                      progress=progress)
     spec = site_spec(dataclasses.replace(loaded, input=input), name=name, index=index, run_dir=result.run_dir, ledger=ledger)
-    write_text_atomic(result.run_dir / SPEC_NAME, spec.to_json())
+    write_text_atomic(result.run_dir / SPEC_NAME, dataclasses.replace(spec, data_dir="data").to_json())  # relative: movable
     return result, spec
 
 
