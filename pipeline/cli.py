@@ -233,8 +233,9 @@ def federate_simulate(
     )
     if not quiet:
         card = result.report["stages"][0]
-        per_site = ", ".join(f"{s['site']} epsilon {s['epsilon']:.3g}" for s in card["sites"])
-        typer.echo(f"{result.run_dir}: {sites} sites, {rounds} rounds, global accuracy {card['accuracy']:.3f}; {per_site}", err=True)
+        per_site = ", ".join(f"{s['site']} epsilon {s['epsilon']:.3g}" for s in card["sites"] if s["epsilon"] is not None)
+        accuracy = f"{card['accuracy']:.3f}" if card["accuracy"] is not None else "unknown"
+        typer.echo(f"{result.run_dir}: {sites} sites, {rounds} rounds, global accuracy {accuracy}; {per_site}", err=True)
 
 
 @federate_app.command("prepare")

@@ -202,3 +202,15 @@ def test_the_plain_loop_learns_and_spends_its_target_cumulatively(torch) -> None
         assert 8.0 - 0.05 <= account.epsilon() <= 8.0
     eps = [h["site_epsilon"][0] for h in out.history]
     assert eps[0] < eps[1] < eps[2]
+
+
+@pytest.mark.parametrize("name", ["privprep.transforms.federated.fedavg", "privprep.transforms.federated.accounting",
+                                  "privprep.transforms.federated.settings", "privprep.pipeline.federated.split"])
+def test_docstring_examples_of_the_federated_modules(name: str) -> None:
+    import doctest
+    import importlib
+
+    if name.endswith("accounting"):
+        pytest.importorskip("opacus")
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

@@ -6,7 +6,6 @@ from the global weights with the seed :func:`~.settings.round_seed` ``(seed, i, 
 steps in its account; the server takes the FedAvg mean weighted by training rows; every site
 evaluates the new global weights on its held-out rows. Needs torch and opacus.
 
->>> run = federated_loop  # doctest: +SKIP
 """
 
 from __future__ import annotations
