@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -226,11 +227,17 @@ def federate_simulate(
     from .federated.simulate import simulate
 
     _logging(quiet)
-    result = simulate(
-        config, sites=sites, partition=partition, rounds=rounds, local_epochs=local_epochs, alpha=alpha, seed=seed,
-        output=output, overwrite=overwrite, client_epsilon=client_epsilon, client_delta=client_delta,
-        client_clip=client_clip, progress=Progress(quiet=quiet),
-    )
+    try:
+        result = simulate(
+            config, sites=sites, partition=partition, rounds=rounds, local_epochs=local_epochs, alpha=alpha, seed=seed,
+            output=output, overwrite=overwrite, client_epsilon=client_epsilon, client_delta=client_delta,
+            client_clip=client_clip, progress=Progress(quiet=quiet),
+        )
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (Ray's handler exits); already cleaned up
+        _error("interrupted; nothing was written (a site that started training has recorded its spend in its ledger)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if isinstance(exc, SystemExit) else 130)  # Flower's threads may wait on Ray actors that are gone
     if not quiet:
         card = result.report["stages"][0]
         per_site = ", ".join(f"{s['site']} epsilon {s['epsilon']:.3g}" for s in card["sites"] if s["epsilon"] is not None)

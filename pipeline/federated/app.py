@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -220,18 +222,34 @@ def _client_accountant(delta: float, sites: int, sigma: float | None = None, rel
     return accountant
 
 
+class FederationStopped(Exception):
+    """The run was stopped (e.g. Ctrl-C in a simulation) while the server waited for replies."""
+
+
 class SiteOrderedGrid:
     """A Grid whose replies come back sorted by the sites' ``site-index`` (then node id), not by arrival: FedAvg then
-    adds the sites up in a fixed order, so a seeded run is reproducible and matches the plain loop bit for bit."""
+    adds the sites up in a fixed order, so a seeded run is reproducible and matches the plain loop bit for bit.
+    With a ``stop`` event, waiting for replies ends as soon as it is set (the server thread then exits)."""
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self, grid: Grid, stop: threading.Event | None = None) -> None:
         self._grid = grid
+        self._stop = stop
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
 
     def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Message]:
-        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        ids = set(self._grid.push_messages(messages))
+        end = time.monotonic() + (timeout if timeout is not None else math.inf)
+        replies: list[Message] = []
+        while ids and time.monotonic() < end:
+            if self._stop is not None and self._stop.is_set():
+                raise FederationStopped("the federated run was stopped")
+            received = list(self._grid.pull_messages(ids))
+            replies.extend(received)
+            ids.difference_update(m.metadata.reply_to_message_id for m in received)
+            if ids:
+                time.sleep(0.1)
         return sorted(replies, key=_reply_order)
 
 
@@ -243,7 +261,7 @@ def _reply_order(msg: Message) -> tuple[float, int]:
     return (float(index) if isinstance(index, (int, float)) else math.inf, msg.metadata.src_node_id)
 
 
-def run_server(grid: Grid, plan: ServerPlan) -> ServerOutcome:
+def run_server(grid: Grid, plan: ServerPlan, *, stop: threading.Event | None = None) -> ServerOutcome:
     """FedAvg over ``plan.sites`` sites for ``plan.settings.rounds`` rounds from the seeded initial weights."""
     from privprep.transforms.federated.local import initial_weights
 
@@ -265,7 +283,7 @@ def run_server(grid: Grid, plan: ServerPlan) -> ServerOutcome:
     seed = settings.seed
     weights = initial_weights(plan.shape, plan.classes, seed)
     config = settings_record(settings, classes=plan.classes, threads=plan.threads)
-    result = strategy.start(grid=SiteOrderedGrid(grid), initial_arrays=to_record(weights), num_rounds=settings.rounds,
+    result = strategy.start(grid=SiteOrderedGrid(grid, stop), initial_arrays=to_record(weights), num_rounds=settings.rounds,
                             train_config=config, evaluate_config=ConfigRecord(dict(config)))
     if dp_summary is not None:
         spent = strategy.privacy_spent()
@@ -278,13 +296,14 @@ def run_server(grid: Grid, plan: ServerPlan) -> ServerOutcome:
     )
 
 
-def make_server_app(plan: ServerPlan, outcome: list[ServerOutcome]) -> ServerApp:
-    """A ServerApp for the Simulation Engine that appends its :class:`ServerOutcome` to ``outcome``."""
+def make_server_app(plan: ServerPlan, outcome: list[ServerOutcome], stop: threading.Event | None = None) -> ServerApp:
+    """A ServerApp for the Simulation Engine that appends its :class:`ServerOutcome` to ``outcome`` (and gives up
+    waiting for replies once ``stop`` is set)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        outcome.append(run_server(grid, plan))
+        outcome.append(run_server(grid, plan, stop=stop))
 
     return app
 

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from typing import Iterator, Sequence
 
@@ -62,6 +63,7 @@ def simulate_flower(specs: Sequence[SiteSpec], plan: ServerPlan, *, cpus: int | 
     from flwr.simulation import run_simulation
 
     outcome: list[ServerOutcome] = []
+    stop = threading.Event()
     cpus = max(1, min(len(specs), cpus or os.cpu_count() or 1))
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": verbose,
@@ -73,9 +75,10 @@ def simulate_flower(specs: Sequence[SiteSpec], plan: ServerPlan, *, cpus: int | 
     try:
         with quiet_environment(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            run_simulation(server_app=make_server_app(plan, outcome), client_app=make_client_app(specs),
+            run_simulation(server_app=make_server_app(plan, outcome, stop), client_app=make_client_app(specs),
                            num_supernodes=len(specs), backend_config=backend)  # type: ignore[arg-type]
     finally:
+        stop.set()  # an interrupted run: the ServerApp thread stops waiting for replies and ends
         flwr_logger.setLevel(level)
         _shutdown_ray()
     return outcome[0] if outcome else None

@@ -31,7 +31,7 @@ def prepare(config: str | os.PathLike[str], *, output: str | None = None, name: 
     if budget is None or budget.ledger is None:
         raise ConfigError("budget: federated training needs budget.epsilon and budget.ledger (this site's own ledger)")
     check_output(Path(loaded.output), overwrite=overwrite)
-    ledger = resolve_ledger_path(budget.ledger, loaded.base_dir)
+    ledger = resolve_ledger_path(budget.ledger, loaded.base_dir).resolve()  # absolute: the site run resolves it alike
     check_site_budget(loaded, input=loaded.input, ledger=ledger, name=name)
     result, _ = sanitize_site(loaded, name=name, index=0, input=loaded.input, output=Path(loaded.output), ledger=ledger,
                               overwrite=overwrite, progress=progress)

@@ -97,7 +97,7 @@ def simulate(
         target_epsilon=params.target_epsilon, batch_size=params.batch_size, learning_rate=params.learning_rate,
         max_grad_norm=params.max_grad_norm, accountant=params.accountant, seed=seed,
     )
-    ledger = resolve_ledger_path(budget.ledger, loaded.base_dir)
+    ledger = resolve_ledger_path(budget.ledger, loaded.base_dir).resolve()  # absolute: every site's run resolves it alike
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="privprep-sites-"))
     try:

@@ -27,6 +27,7 @@ from .site import SPEC_NAME, SiteSpec, site_spec, train_entry
 def site_config(loaded: LoadedConfig, *, input: str, output: Path, ledger: Path) -> LoadedConfig:
     """``loaded`` for one site: its input, its run directory, its ledger, and only the stages before ``train``."""
     config = loaded.config
+    ledger = Path(ledger).resolve()  # a relative path would be resolved again against the config's folder
     budget = config.budget.model_copy(update={"ledger": str(ledger)}) if config.budget is not None else None
     stages = [entry for entry in config.stages if entry.tag not in SINK_STAGES]
     return dataclasses.replace(loaded, config=config.model_copy(update={"stages": stages, "budget": budget}),
@@ -42,7 +43,7 @@ def check_site_budget(loaded: LoadedConfig, *, input: str, ledger: Path, name: s
 
         raise ConfigError("budget: federated training needs budget.epsilon and budget.ledger")
     source = InputSource.open(input, delimiter=loaded.config.io.csv_delimiter)
-    account = Ledger.from_budget(budget, ledger, fingerprint=input_fingerprint(source.files, source.format, source.schema),
+    account = Ledger.from_budget(budget, Path(ledger).resolve(), fingerprint=input_fingerprint(source.files, source.format, source.schema),
                                  context={"run": secrets.token_hex(6), "config_sha256": loaded.sha256, "site": name})
     account.check(planned_spends(loaded.config))
 

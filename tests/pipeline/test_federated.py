@@ -218,3 +218,15 @@ def test_the_plain_loop_of_the_same_algorithm_gives_the_same_model(run) -> None:
     card = json.loads((out / "model" / "model_card.json").read_text())
     assert [h["accuracy"] for h in card["history"]] == pytest.approx([h["accuracy"] for h in plain.history], abs=1e-9)
     assert [s["epsilon"] for s in card["sites"]] == pytest.approx([a.epsilon() for a in plain.accounts], rel=1e-12)
+
+
+def test_a_relative_config_path_puts_every_spend_of_a_site_in_one_ledger(tmp_path: Path, monkeypatch) -> None:
+    from privprep.pipeline.config import load_config
+    from privprep.pipeline.federated.sites import site_config
+
+    write_config(tmp_path / "project")
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config("project/pipeline.yaml")
+    site = site_config(loaded, input=str(tmp_path / "project" / "in"), output=tmp_path / "o", ledger=Path("project/ledgers/x.site-0.json"))
+    assert site.config.budget.ledger == str(tmp_path / "project" / "ledgers" / "x.site-0.json")
+    assert [entry.tag for entry in site.config.stages] == ["pseudonymize", "drop", "dp_stats"]
