@@ -23,6 +23,7 @@ Needs opacus (the ``train`` extra).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -102,17 +103,22 @@ def epsilon_of(history: Sequence[tuple[float, float, int]], delta: float, accoun
 
 def calibrate_noise(target_epsilon: float, delta: float, schedule: LocalSchedule, accountant: str = "prv") -> float:
     """The noise multiplier σ at which the whole ``schedule`` reaches at most ``target_epsilon`` (Opacus' binary
-    search, tolerance 0.01 below the target)."""
-    from opacus.accountants.utils import get_noise_multiplier
-
+    search, tolerance 0.01 below the target). Deterministic, so sites with the same schedule share one search."""
     if not (target_epsilon > 0 and math.isfinite(target_epsilon)) or not 0 < delta < 1:
         raise ValueError("target_epsilon must be a finite number > 0 and delta in (0, 1)")
+    return _calibrate(float(target_epsilon), float(delta), schedule.sample_rate, schedule.total_steps, accountant)
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrate(target_epsilon: float, delta: float, rate: float, steps: int, accountant: str) -> float:
+    from opacus.accountants.utils import get_noise_multiplier
+
     extra: dict[str, Any] = {"alphas": RDP_ORDERS} if accountant == "rdp" else {}
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
         return float(get_noise_multiplier(
-            target_epsilon=target_epsilon, target_delta=delta, sample_rate=schedule.sample_rate,
-            steps=schedule.total_steps, accountant=accountant, epsilon_tolerance=EPSILON_TOLERANCE, **extra,
+            target_epsilon=target_epsilon, target_delta=delta, sample_rate=rate, steps=steps, accountant=accountant,
+            epsilon_tolerance=EPSILON_TOLERANCE, **extra,
         ))
 
 
