@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -217,13 +218,58 @@ def report(
 
 @federate_app.command("simulate")
 def federate_simulate(
-    config: Path = typer.Argument(...),
-    sites: int = typer.Option(..., "--sites"),
-    partition: str = typer.Option("iid", "--partition"),
-    rounds: int = typer.Option(5, "--rounds"),
+    config: Path = typer.Argument(..., help="pipeline config (YAML) with a train stage and a budget"),
+    sites: int = typer.Option(..., "--sites", help="number of sites (data holders) to split the input into, >= 2"),
+    partition: str = typer.Option("iid", "--partition", help="iid, or label-skew (Dirichlet over each label's rows)"),
+    rounds: int = typer.Option(5, "--rounds", help="FedAvg rounds"),
+    local_epochs: Optional[int] = typer.Option(None, "--local-epochs", help="epochs per round at each site (default: train.epochs / rounds)"),
+    alpha: float = typer.Option(0.5, "--alpha", help="label-skew: Dirichlet concentration (smaller: more skewed)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="reproducible split, weights, batches and noise (tests only: a known seed lets anyone replay the noise)"),
+    output: Optional[str] = typer.Option(None, "--output", help="override the config's output run directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run, once this one succeeded"),
+    client_epsilon: Optional[float] = typer.Option(None, "--client-epsilon", help="also add server-side client-level DP reaching this epsilon"),
+    client_delta: float = typer.Option(1e-5, "--client-delta", help="delta of client-level DP"),
+    client_clip: float = typer.Option(1.0, "--client-clip", help="clipping norm of each site's update (client-level DP)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
 ) -> None:
-    """Split the input into N sites, sanitize each, train with FedAvg and DP-SGD."""
-    _not_yet("federate simulate")
+    """Split the input into N sites, sanitize each at its site, train with FedAvg and DP-SGD at every site (Flower)."""
+    from .federated.simulate import simulate
+
+    _logging(quiet)
+    try:
+        result = simulate(
+            config, sites=sites, partition=partition, rounds=rounds, local_epochs=local_epochs, alpha=alpha, seed=seed,
+            output=output, overwrite=overwrite, client_epsilon=client_epsilon, client_delta=client_delta,
+            client_clip=client_clip, progress=Progress(quiet=quiet),
+        )
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (Ray's handler exits); already cleaned up
+        _error("interrupted; nothing was written (a site that started training has recorded its spend in its ledger)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if isinstance(exc, SystemExit) else 130)  # Flower's threads may wait on Ray actors that are gone
+    if not quiet:
+        card = result.report["stages"][0]
+        per_site = ", ".join(f"{s['site']} epsilon {s['epsilon']:.3g}" for s in card["sites"] if s["epsilon"] is not None)
+        accuracy = f"{card['accuracy']:.3f}" if card["accuracy"] is not None else "unknown"
+        typer.echo(f"{result.run_dir}: {sites} sites, {rounds} rounds, global accuracy {accuracy}; {per_site}", err=True)
+
+
+@federate_app.command("prepare")
+def federate_prepare(
+    config: Path = typer.Argument(..., help="this site's pipeline config (YAML): its own input, budget and ledger"),
+    output: Optional[str] = typer.Option(None, "--output", help="override the config's output run directory"),
+    name: str = typer.Option("site", "--name", help="this site's name in logs and its ledger entries"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run, once this one succeeded"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
+) -> None:
+    """At a real site: run CONFIG's stages before train on the site's data and write site.json for its SuperNode."""
+    from .federated.prepare import prepare
+
+    _logging(quiet)
+    result = prepare(config, output=output, name=name, overwrite=overwrite, progress=Progress(quiet=quiet))
+    if not quiet:
+        typer.echo(f"{result.run_dir}: {result.report['output']['rows']:,} sanitized rows; start the SuperNode with "
+                   f"--node-config \"site-dir='{result.run_dir}'\"", err=True)
 
 
 def _logging(quiet: bool, log_format: str = "text") -> None:

@@ -146,7 +146,8 @@ class _Page:
         nav = "".join(
             f"<a href='#stage-{i + 1}'>{i + 1}. {esc(s['name'])}</a>" for i, s in enumerate(doc["stages"])
         )
-        title = "privprep decrypt report" if doc.get("kind") == "decrypt" else "privprep run report"
+        title = {"decrypt": "privprep decrypt report", "federated": "privprep federated run report"}.get(
+            doc.get("kind") or "run", "privprep run report")
         where = doc["output"].get("files") and doc["input"].get("path")
         hint = "" if self.plots else (
             "<div class='notice'>Plots are not included: matplotlib is not installed. Install the report extra with "

@@ -69,6 +69,10 @@ def _guarantees(doc: dict[str, Any]) -> list[str]:
             eps = stage_epsilon(s)
             out.append(f"<b>ε-differential privacy</b>: {num(len(s['releases']))} value(s) released with ε = {num(eps)} "
                        f"(δ = {num(s.get('delta') or 0)}), neighbouring datasets: {esc(s.get('neighbouring', 'add or remove one row'))}.")
+        elif name == "federated_train":
+            from .html_federated import guarantee
+
+            out.append(guarantee(s))
         elif name == "train":
             out.append(f"<b>(ε, δ)-differential privacy</b> of the trained model: ε = {num(s['epsilon'])}, "
                        f"δ = {num(s['delta'])} ({esc(s['accountant'])} accountant, DP-SGD).")
@@ -104,6 +108,10 @@ def budget_segments(doc: dict[str, Any]) -> list[tuple[str, float]]:
 def _budget(page: Any) -> str:
     doc = page.doc
     b = doc.get("budget")
+    if doc.get("kind") == "federated":
+        from .html_federated import budgets
+
+        return budgets(doc)
     if not b:
         if any(s["name"] in ("dp_stats", "train") for s in doc["stages"]):
             return "<p class='muted'>This report holds no budget section.</p>"
@@ -154,7 +162,9 @@ def stage_section(page: Any, index: int, s: dict[str, Any]) -> str:
     )
     facts = [("Rows in", num(s.get("rows_in"))), ("Rows out", num(s.get("rows_out"))), ("Seconds", f"{s['seconds']:.3g}")]
     common = "<div class='facts'>" + "".join(f"<span><b>{k}</b> {v}</span>" for k, v in facts) + "</div>"
-    render = {"k_anonymity": _k_anonymity, "dp_stats": _dp_stats, "train": _train}.get(s["name"], _columns)
+    from .html_federated import section as _federated
+
+    render = {"k_anonymity": _k_anonymity, "dp_stats": _dp_stats, "train": _train, "federated_train": _federated}.get(s["name"], _columns)
     body, used = (_columns if s.get("plugin") else render)(page, index, s)
     extra = {k: v for k, v in s.items() if k not in COMMON | used and v not in (None, {}, [])}
     more = ""

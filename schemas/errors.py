@@ -57,6 +57,12 @@ class BudgetError(PrivacyError):
     """A release would take the privacy budget over its total."""
 
 
+class FederationError(PrivprepError):
+    """A federated training did not complete: a site or the server failed during the rounds."""
+
+    exit_code = 1
+
+
 class NotAvailableError(ConfigError):
     """A stage or feature that the config schema knows but this version does not implement yet."""
 
@@ -65,6 +71,7 @@ __all__ = [
     "BudgetError",
     "ConfigError",
     "DataError",
+    "FederationError",
     "InputError",
     "KeyringError",
     "NotAvailableError",

@@ -274,10 +274,42 @@ class TrainEntry(StageBase):
     history: list[TrainEpoch] | None = Field(None, description="per epoch: accuracy and epsilon spent so far")
 
 
+class FederatedSiteTraining(Open):
+    """One site's part of a federated training (its own guarantee: ε cumulative over every round)."""
+
+    site: str
+    epsilon: Epsilon | None
+    delta: Probability | None
+    rounds: Count
+    accuracy: Probability | None = Field(description="the global model on this site's held-out rows")
+
+
+class FederatedRound(Open):
+    round: Annotated[int, Field(ge=1)]
+    accuracy: Probability | None = None
+    epsilon: Epsilon | None = None
+
+
+class FederatedTrainEntry(StageBase):
+    """FedAvg with DP-SGD at every site: the same keys as ``model/model_card.json`` of a federated run."""
+
+    name: Literal["federated_train"]
+    kind: Literal["sink"] = "sink"
+    epsilon: Epsilon | None = Field(description="the largest site epsilon: what every record of every site gets at least")
+    delta: Probability | None
+    accountant: str
+    rounds: Annotated[int, Field(ge=1)]
+    accuracy: Probability | None = Field(description="the global model on all sites' held-out rows")
+    sites: list[FederatedSiteTraining]
+    privacy_unit: str
+    not_hidden: list[str]
+    history: list[FederatedRound] | None = None
+
+
 _NAMED: dict[str, type[StageBase]] = {
     "pseudonymize": PseudonymizeEntry, "tokenize": TokenizeEntry, "encrypt": EncryptEntry, "mask": MaskEntry,
     "drop": DropEntry, "generalize": GeneralizeEntry, "k_anonymity": KAnonymityEntry, "dp_stats": DpStatsEntry,
-    "train": TrainEntry, "decrypt": DecryptEntry,
+    "train": TrainEntry, "decrypt": DecryptEntry, "federated_train": FederatedTrainEntry,
 }
 
 
@@ -328,13 +360,39 @@ class DecryptReport(ReportBase):
     stages: list[StageEntry]
 
 
+class FederatedSite(Open):
+    """A site of ``privprep federate simulate``: its sanitization run and its training figures."""
+
+    site: str
+    input_rows: Count
+    rows: Count = Field(description="rows after the site's sanitization")
+    report: str = Field(description="the site's own report.json, relative to the run directory")
+    ledger: str | None = None
+    budget: BudgetSummary | None = Field(None, description="the site's budget after this run (its own ledger)")
+    epsilon: Epsilon | None = None
+    delta: Probability | None = None
+    accuracy: Probability | None = None
+
+
+class FederatedReport(ReportBase):
+    """``report.json`` of ``privprep federate simulate``: one ``federated_train`` stage and an entry per site."""
+
+    kind: Literal["federated"]
+    config_sha256: Sha256
+    config_path: str | None = None
+    federation: dict[str, Any]
+    sites: list[FederatedSite]
+    stages: list[StageEntry]
+
+
 def _report_kind(value: Any) -> str:
     kind = value.get("kind", "run") if isinstance(value, dict) else getattr(value, "kind", "run")
-    return kind if kind in ("run", "decrypt") else "run"
+    return kind if kind in ("run", "decrypt", "federated") else "run"
 
 
-class Report(RootModel[Annotated[Union[Annotated[RunReport, Tag("run")], Annotated[DecryptReport, Tag("decrypt")]], Discriminator(_report_kind)]]):
-    """A whole ``report.json``: a run's or a decryption's."""
+class Report(RootModel[Annotated[Union[Annotated[RunReport, Tag("run")], Annotated[DecryptReport, Tag("decrypt")],
+                                       Annotated[FederatedReport, Tag("federated")]], Discriminator(_report_kind)]]):
+    """A whole ``report.json``: a run's, a decryption's or a federated simulation's."""
 
 
 SCHEMA_ID = "https://privprep.dev/schemas/report.schema.json"
@@ -346,14 +404,14 @@ def report_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema, "title": "privprep report.json"}
 
 
-def validate_report(document: Any) -> RunReport | DecryptReport:
+def validate_report(document: Any) -> RunReport | DecryptReport | FederatedReport:
     """The report as a model; raises ``ValueError`` naming the first problem's path."""
     try:
         return Report.model_validate(document).root
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
-        where = ".".join(str(part) for part in first["loc"] if part not in ("run", "decrypt")) or "(top)"
+        where = ".".join(str(part) for part in first["loc"] if part not in ("run", "decrypt", "federated")) or "(top)"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ValueError(f"report.json does not match the report schema: {where}: {first['msg']}{more}") from None
 
@@ -362,6 +420,8 @@ __all__ = [
     "STAGE_ENTRIES",
     "DecryptReport",
     "DpRelease",
+    "FederatedReport",
+    "FederatedTrainEntry",
     "KAnonymityEntry",
     "PluginEntry",
     "Report",
