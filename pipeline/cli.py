@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from privprep.schemas.errors import NotAvailableError, PrivprepError, UsageError
+from privprep.schemas.errors import PrivprepError, UsageError
 from privprep.schemas.keyring import ALGORITHMS
 
 from . import api
@@ -153,10 +153,6 @@ def _write_public(ring: Keyring, key_id: str, path: Optional[Path]) -> None:
 
     written = ring.write_public_key(key_id, path or default_public_path(ring.path, key_id))
     typer.echo(f"public key of recipient key {key_id}: {written} (give this file to producers)", err=True)
-
-
-def _not_yet(feature: str) -> None:
-    raise NotAvailableError(f"'privprep {feature}' is not available yet in this version of privprep")
 
 
 @app.command()
