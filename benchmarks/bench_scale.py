@@ -118,6 +118,8 @@ def main() -> int:
             "partitions": b["engine"].get("partitions"),
             "nok_rss": nok_rss,
             "tuples": a["stages"][5]["search"]["distinct_tuples"],
+            "timings": {engine: (reports[engine]["timings"], reports[engine]["stages"][5]["seconds"])
+                        for engine in ("streaming", "dask") if not isinstance(runs[engine][0], Missing)},
         })
         shutil.rmtree(DATA / f"{PREFIX}-out-{rows}", ignore_errors=True)
 
@@ -135,6 +137,14 @@ def main() -> int:
         print(f"{r['rows']:>12,} {r['out']:>12,} {r['tuples']:>11,} {r['s_wall']:>11.1f} {r['s_rss']:>7.0f} "
               f"{'yes' if r['s_rss'] < RSS_GOAL_MB else 'NO':>8} {nok:>13} {r['d_wall']:>8.1f} {r['d_rss']:>15.0f} "
               f"{r['partitions']:>10} {speed:>7.2f}x {'yes' if r['same'] else 'NO':>5}")
+    print()
+    print("in-process seconds from report.json (observe = pass 1; k-anon = its observe share + decide + apply; "
+          "write = pass 2: read, stages, Parquet)")
+    print(f"{'rows':>12} {'engine':>10} {'observe':>8} {'k-anon':>8} {'write':>8} {'total':>8}")
+    for r in rows_done:
+        for engine, (t, kanon) in r["timings"].items():
+            print(f"{r['rows']:>12,} {engine:>10} {t.get('observe_seconds', 0):>8.1f} {kanon:>8.1f} "
+                  f"{t.get('write_seconds', 0):>8.1f} {t['total_seconds']:>8.1f}")
     if len(rows_done) > 1:
         lo, hi = rows_done[0], rows_done[-1]
         print(f"streaming peak RSS {lo['rows']:,} -> {hi['rows']:,} rows: {lo['s_rss']:.0f} -> {hi['s_rss']:.0f} MB "

@@ -6,7 +6,7 @@
   combined by a tree reduction (``merge``, ``split_every`` at a time, left to right), and the result is
   merged into the client's stage, which then decides or releases on the client.
 * Pass 2: map and global stages run through ``map_partitions`` with an explicit ``meta`` (pandas
-  partitions with Arrow dtypes, so Arrow types survive exactly); each partition is written by a Dask task
+  partitions with Arrow dtypes, so Arrow types survive exactly; consecutive map stages share one call); each partition is written by a Dask task
   as Parquet parts, then renamed in input order into ``data/part-NNNNN.parquet``.
 
 The output has the same rows in the same order as the streaming engine's, the same pseudonyms,
@@ -194,9 +194,13 @@ class DaskEngine:
         counted: list[tuple[int, Any]] = []
         if any(p.rows is None for p in pieces):  # CSV: rows are known only once read
             counted.append((-1, frames.map_partitions(len, meta=(None, "int64")).sum()))
-        for index, stage in head:
+        run: list[Stage] = []  # consecutive map stages share one map_partitions (one pandas round trip)
+        for n, (index, stage) in enumerate(head):
             schema = stage.output_schema(schema)
-            frames = frames.map_partitions(_apply, stage, schema, meta=_empty(schema), enforce_metadata=False)
+            run.append(stage)
+            if stage.kind == "global" or n == len(head) - 1 or head[n + 1][1].kind == "global":
+                frames = frames.map_partitions(_apply, run, schema, meta=_empty(schema), enforce_metadata=False)
+                run = []
             if stage.kind == "global":  # may remove rows: count them per stage for the report
                 counted.append((index, frames.map_partitions(len, meta=(None, "int64")).sum()))
         writer = {
@@ -278,9 +282,12 @@ def _combine(*partials: list[Stage]) -> list[Stage]:
     return first
 
 
-def _apply(frame: pd.DataFrame, stage: Stage, schema: pa.Schema) -> pd.DataFrame:
+def _apply(frame: pd.DataFrame, stages: list[Stage], schema: pa.Schema) -> pd.DataFrame:
+    """Apply ``stages`` in order to one partition (``schema``: the schema after the last)."""
     table = _to_table(frame, _input_schema(frame))
-    return _to_frame(stage.transform(table).cast(schema))  # type: ignore[attr-defined]
+    for stage in stages:
+        table = stage.transform(table)  # type: ignore[attr-defined]
+    return _to_frame(table.cast(schema))
 
 
 def _input_schema(frame: pd.DataFrame) -> pa.Schema:

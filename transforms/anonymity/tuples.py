@@ -89,6 +89,14 @@ class TupleCounter:
 
     def merge(self, other: "TupleCounter") -> None:
         """Add the counts of another counter over the same columns (for partitioned engines)."""
+        if other.columns != self.columns:
+            raise ValueError("merge() takes a counter over the same columns")
+        if not self._parts and self._merged is None and all(d is None for d in self._dictionaries):
+            # nothing seen here yet (the client's stage of a partitioned run): take the other's state as is
+            other._consolidate()
+            self._dictionaries = list(other._dictionaries)
+            self._parts, self._merged, self._buffered = list(other._parts), other._merged, other._buffered
+            return
         result = other.result()
         codes = np.empty_like(result.codes, order="F")
         for j in range(len(self.columns)):
