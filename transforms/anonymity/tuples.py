@@ -102,8 +102,14 @@ class TupleCounter:
         for j in range(len(self.columns)):
             remap = self._remap(j, result.dictionaries[j]) if len(result.dictionaries[j]) else None
             codes[:, j] = remap[result.codes[:, j]] if remap is not None else result.codes[:, j]
-        self._append(codes, result.counts)
-        self._consolidate()
+        # no consolidation here: merging many partial counters sorts once, when the result is asked
+        # for or the counter is pickled to travel (a tree reduction's next level)
+        self._parts.append((codes, result.counts))
+        self._buffered += len(result.counts)
+
+    def __getstate__(self) -> dict[str, object]:
+        self._consolidate()  # travel packed: about 16 bytes a distinct tuple
+        return dict(self.__dict__)
 
     def _radix(self) -> np.ndarray:
         return np.array([max(len(d) if d is not None else 0, 1) for d in self._dictionaries], dtype=np.int64)
