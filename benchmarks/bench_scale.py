@@ -72,6 +72,7 @@ def main() -> int:
                         help="also run the streaming engine without the k_anonymity stage (its peak RSS column)")
     args = parser.parse_args()
     keyring = ensure_keyring()
+    os.environ["PRIVPREP_DASK_WORKERS"] = str(args.workers)  # the local cluster `privprep run --engine dask` starts
     rows_done: list[dict] = []
     for rows in args.rows:
         input_dir = ensure_input(rows)
@@ -86,8 +87,6 @@ def main() -> int:
                 cmd = [str(PRIVPREP), "run", str(config), "--overwrite", "--quiet"]
                 if engine == "dask":
                     cmd += ["--engine", "dask"]
-                env_workers = {"PRIVPREP_DASK_WORKERS": str(args.workers)}
-                os.environ.update(env_workers)
                 m = measure(cmd)
                 reports[engine] = json.loads((output / "report.json").read_text())
                 runs[engine].append(m)

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from privprep.schemas.errors import NotAvailableError, UsageError
-from privprep.transforms.base import Stage
+from privprep.transforms.base import GlobalStage, ReleaseStage, Stage
 
 from .engine import Observer, WriteResult
 from .io import InputSource, PartWriter, Piece
@@ -77,12 +77,19 @@ class DaskEngine:
 
     def __init__(self, *, scheduler: str | None = None, workers: int | None = None, client: Any = None) -> None:
         _dask()
+        if workers is None and os.environ.get("PRIVPREP_DASK_WORKERS"):
+            try:
+                workers = int(os.environ["PRIVPREP_DASK_WORKERS"])
+            except ValueError:
+                raise UsageError("PRIVPREP_DASK_WORKERS must be a whole number of worker processes") from None
         if workers is not None and workers < 1:
-            raise UsageError("--workers must be at least 1")
+            raise UsageError("the Dask local cluster needs at least 1 worker (PRIVPREP_DASK_WORKERS)")
         self.scheduler = scheduler
         self.workers = workers
         self.client = client
         self.partitions = 0
+        self._given = client is not None
+        self._label = "client" if client is not None else (scheduler or "local cluster")
         self._stack: ExitStack | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -101,7 +108,7 @@ class DaskEngine:
         except ImportError:
             raise NotAvailableError("--engine dask needs distributed: pip install 'privprep[dask]'") from None
         if self.scheduler is None:
-            workers = self.workers or int(os.environ.get("PRIVPREP_DASK_WORKERS", 0)) or os.cpu_count() or 1
+            workers = self.workers or os.cpu_count() or 1
             # No spilling to disk and quiet workers: nothing of the data or the stages reaches disk or logs.
             self._stack.enter_context(dask.config.set({
                 "distributed.worker.memory.spill": False,
@@ -113,7 +120,6 @@ class DaskEngine:
                 silence_logs=logging.ERROR,
             ))
             self.client = self._stack.enter_context(Client(cluster))
-            self._label = "local cluster"
         else:
             timeout = os.environ.get("PRIVPREP_DASK_CONNECT_TIMEOUT", "20s")
             try:
@@ -122,32 +128,28 @@ class DaskEngine:
                 self._stack.close()
                 raise UsageError(f"--scheduler '{self.scheduler}': cannot reach the Dask scheduler ({type(exc).__name__}); "
                                  "check the address, or leave --scheduler out to start a local cluster") from None
-            self._label = str(self.scheduler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._stack is not None:
             self._stack.close()  # closes the client and cluster this engine started, not one it was given
             self._stack = None
+        if not self._given:
+            self.client = None
 
     def describe(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": self.name, "partitions": self.partitions}
+        entry: dict[str, Any] = {"name": self.name, "partitions": self.partitions, "scheduler": self._label}
         if self.client is not None:
-            entry["scheduler"] = getattr(self, "_label", "client")
             try:
                 entry["workers"] = len(self.client.scheduler_info().get("workers", {}))
             except Exception:  # pragma: no cover - informational only
                 pass
-        else:
-            entry["scheduler"] = self.scheduler or "local cluster"
         return entry
 
     # -- pass 1 ----------------------------------------------------------------------------------
     def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
                 seconds: dict[int, float]) -> None:
         from dask import delayed
-
-        from privprep.transforms.base import GlobalStage, ReleaseStage
 
         for observer in observers:
             if type(observer.stage).merge in (GlobalStage.merge, ReleaseStage.merge):
@@ -315,22 +317,19 @@ def _write_partition(frame: pd.DataFrame, tail: list[Stage], schema: pa.Schema, 
         for stage in tail:
             piece = stage.transform(piece)  # type: ignore[attr-defined]
         parts.write(piece)
-    files = parts.close(empty_part=False)
+    files = parts.close(empty_part=False)  # a partition whose rows were all suppressed writes no part
     return pd.DataFrame({
         "partition": pd.Series([number] * len(files), dtype="int64"),
         "part": pd.Series(range(len(files)), dtype="int64"),
         "file": pd.Series([str(f) for f in files], dtype="object"),
         "rows": pd.Series(parts.file_rows, dtype="int64"),
-    }) if files else pd.DataFrame({
-        "partition": pd.Series([number], dtype="int64"), "part": pd.Series([-1], dtype="int64"),
-        "file": pd.Series([""], dtype="object"), "rows": pd.Series([0], dtype="int64"),
     })
 
 
 def _rename_in_order(data_dir: Path, table: pd.DataFrame) -> list[Path]:
     """Partition parts to ``part-00000.parquet`` ... in input order (partition, then part)."""
     files: list[Path] = []
-    for name in table.loc[table["part"] >= 0, "file"]:
+    for name in table["file"]:
         target = data_dir / f"part-{len(files):05d}.parquet"
         os.replace(name, target)
         files.append(target)

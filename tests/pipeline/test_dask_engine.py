@@ -188,6 +188,13 @@ def test_cli_engine_errors(tmp_path: Path, dataset: Path, cli: Any) -> None:
     assert ok.code == 0 and json.loads((tmp_path / "out" / "report.json").read_text())["engine"]["name"] == "dask"
 
 
+def test_bad_worker_count_is_a_usage_error(tmp_path: Path, dataset: Path, cli: Any, monkeypatch) -> None:
+    monkeypatch.setenv("PRIVPREP_DASK_WORKERS", "two")
+    result = cli("run", config(tmp_path, dataset, "out"), "--engine", "dask", "--quiet")
+    assert result.code == 2 and "PRIVPREP_DASK_WORKERS" in result.err and result.err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, dataset: Path, cli: Any, monkeypatch) -> None:
     monkeypatch.setenv("PRIVPREP_DASK_CONNECT_TIMEOUT", "2s")
     path = config(tmp_path, dataset, "out")
