@@ -133,9 +133,10 @@ def main() -> int:
     for r in rows_done:
         speed = r["s_wall"] / r["d_wall"]
         nok = f"{r['nok_rss']:.0f}" if r["nok_rss"] is not None else "-"
+        partitions = r["partitions"] if r["partitions"] is not None else "-"
         print(f"{r['rows']:>12,} {r['out']:>12,} {r['tuples']:>11,} {r['s_wall']:>11.1f} {r['s_rss']:>7.0f} "
               f"{'yes' if r['s_rss'] < RSS_GOAL_MB else 'NO':>8} {nok:>13} {r['d_wall']:>8.1f} {r['d_rss']:>15.0f} "
-              f"{r['partitions']:>10} {speed:>7.2f}x {'yes' if r['same'] else 'NO':>5}")
+              f"{partitions:>10} {speed:>7.2f}x {'yes' if r['same'] else 'NO':>5}")
     print()
     print("in-process seconds from report.json (observe = pass 1; k-anon = its observe share + decide + apply; "
           "write = pass 2: read, stages, Parquet)")

@@ -130,6 +130,11 @@ class KAnonymityParams(StrictModel):
         "category", description="'category': a missing value is a value of its own; 'wildcard': matches any"
     )
     time_limit: Annotated[float, Field(gt=0)] = Field(60.0, description="seconds for the heuristic search")
+    memory_tuples: Annotated[int, Field(ge=1024)] = Field(
+        2_097_152,
+        description="distinct tuples held in memory; beyond this they go to a private temporary directory "
+        "($TMPDIR) and the search reads them back in buckets of this many, so memory stays flat",
+    )
 
     def referenced(self) -> list[str]:
         cols = list(self.quasi_identifiers or []) + list(self.hierarchies)

@@ -28,9 +28,11 @@ from privprep.schemas.stages import KAnonymityParams, LDiversity
 
 from .anonymity import measures
 from .anonymity.criteria import Criteria, Evaluator, LDiversityCriterion, NodeResult
+from .anonymity.external import ChunkedEvaluator
 from .anonymity.loss import SEPARABLE, loss_terms, nu_entropy_terms
 from .anonymity.search import search
-from .anonymity.tuples import DistinctTuples, TupleCounter
+from .anonymity.store import TupleStore
+from .anonymity.tuples import SPILL_TUPLES, DistinctTuples, TupleCounter
 from .base import GlobalStage, StageContext
 from .hierarchies import Hierarchy, build_hierarchy, read_arx_csv
 from .registry import register
@@ -46,6 +48,12 @@ class KAnonymity(GlobalStage):
     Parameters follow :class:`privprep.schemas.stages.KAnonymityParams`; ``hierarchies`` maps each
     quasi-identifier to a spec (``{"mask": {}}``, ``{"csv": path}``, ...), ``l_diversity`` maps a
     sensitive column to l or to ``{"l": .., "variant": .., "c": ..}``, ``t_closeness`` to t.
+
+    Memory: up to ``memory_tuples`` distinct tuples (about 16 bytes each while counting) are held in
+    memory; beyond that the counts go to a private temporary directory (``spill_dir``, by default
+    the system's, i.e. ``$TMPDIR``) and the search reads them back in buckets of that many tuples,
+    so peak memory stays flat however many rows and distinct tuples the input has. The files hold
+    integer codes and counts, never cell values, and are deleted when ``decide`` ends.
     """
 
     name: ClassVar[str] = "k_anonymity"
@@ -64,6 +72,8 @@ class KAnonymity(GlobalStage):
         time_limit: float = 60.0,
         max_nodes: int = 1_000_000,
         base_dir: Any = None,
+        memory_tuples: int | None = SPILL_TUPLES,
+        spill_dir: str | None = None,
     ) -> None:
         params = KAnonymityParams.model_validate(
             {
@@ -97,7 +107,11 @@ class KAnonymity(GlobalStage):
             l_diversity=tuple(_l_criterion(c, v) for c, v in params.l_diversity.items()),
             t_closeness=tuple(params.t_closeness.items()),
         )
-        self._counter = TupleCounter([*self.quasi_identifiers, *self.sensitive])
+        if memory_tuples is not None and memory_tuples < 1:
+            raise ConfigError("memory_tuples: must be a positive number of tuples (or None to hold all in memory)")
+        self.memory_tuples = memory_tuples
+        self.spill_dir = spill_dir
+        self._counter = TupleCounter([*self.quasi_identifiers, *self.sensitive], spill_tuples=memory_tuples, spill_dir=spill_dir)
 
     @classmethod
     def from_config(cls, params: KAnonymityParams, *, context: StageContext) -> "KAnonymity":
@@ -122,6 +136,7 @@ class KAnonymity(GlobalStage):
             t_closeness=params.t_closeness,
             time_limit=params.time_limit,
             base_dir=context.base_dir,
+            memory_tuples=params.memory_tuples,
         )
 
     # -- the stage interface -----------------------------------------------------------------------
@@ -147,13 +162,27 @@ class KAnonymity(GlobalStage):
 
     def decide(self) -> None:
         tuples = self._counter.result()
-        self._counter = TupleCounter(self._counter.columns)  # the counts live on only in ``tuples`` below
+        self._counter = TupleCounter(self._counter.columns, spill_tuples=self.memory_tuples, spill_dir=self.spill_dir)
+        try:  # the counts live on only in ``tuples``; a spilled store's files go when this ends
+            self._decide(tuples)
+        finally:
+            if isinstance(tuples, TupleStore):
+                tuples.close()
+
+    def _decide(self, tuples: DistinctTuples | TupleStore) -> None:
         self.hierarchies_ = {
             q: build_hierarchy(self.params.hierarchies[q], q, tuples.dictionaries[i], base_dir=self.base_dir)
             for i, q in enumerate(self.quasi_identifiers)
         }
-        evaluator = Evaluator(tuples, self.hierarchies_, self.criteria)
-        risk_before, sizes_before = self._bottom_risk(evaluator, tuples)
+        evaluator: Evaluator | ChunkedEvaluator
+        if isinstance(tuples, TupleStore) and ChunkedEvaluator.packable(tuples, self.quasi_identifiers):
+            evaluator = ChunkedEvaluator(tuples, self.hierarchies_, self.criteria, bucket_tuples=self.memory_tuples or tuples.stored)
+        else:
+            if isinstance(tuples, TupleStore):  # pragma: no cover - more than 2^62 quasi-identifier combinations
+                tuples = _load(tuples)
+            evaluator = Evaluator(tuples, self.hierarchies_, self.criteria)
+        values, classes, distinct = evaluator.bottom_profile()
+        risk_before, sizes_before = measures.risk_from_profile(values, classes), _size_histogram(values, classes)
         level_loss = self._level_loss(tuples) if self.params.metric in SEPARABLE else None
         result = search(
             evaluator, level_loss=level_loss, metric=self.params.metric, max_nodes=self.max_nodes, time_limit=self.params.time_limit
@@ -180,7 +209,7 @@ class KAnonymity(GlobalStage):
                 "strategy": result.strategy,
                 "heuristic": bool(result.heuristic),
                 "rows": tuples.rows,
-                "distinct_tuples": int(len(tuples.counts)),
+                "distinct_tuples": int(distinct),
             },
         }
         if result.heuristic:
@@ -227,10 +256,10 @@ class KAnonymity(GlobalStage):
         path = Path(value)
         return path if path.is_absolute() or self.base_dir is None else Path(self.base_dir) / path
 
-    def _level_loss(self, tuples: DistinctTuples) -> list[list[float]]:
+    def _level_loss(self, tuples: DistinctTuples | TupleStore) -> list[list[float]]:
         out = []
         for i, q in enumerate(self.quasi_identifiers):
-            counts = np.bincount(tuples.codes[:, i], weights=tuples.counts, minlength=len(tuples.dictionaries[i]))
+            counts = tuples.column_counts(i, minlength=len(tuples.dictionaries[i]))
             levels = self.hierarchies_[q].level_codes()
             if self.params.metric == "nu_entropy":
                 out.append(nu_entropy_terms(counts, levels))
@@ -238,14 +267,7 @@ class KAnonymity(GlobalStage):
                 out.append(loss_terms(counts, levels, tuples.rows, len(self.quasi_identifiers)))
         return out
 
-    def _bottom_risk(self, evaluator: Evaluator, tuples: DistinctTuples) -> tuple[dict[str, float], dict[str, int]]:
-        classes, space = evaluator.classes(tuple(0 for _ in self.quasi_identifiers))
-        sizes = measures.class_sizes(classes, tuples.counts, space)
-        del classes
-        sizes = sizes[sizes > 0]
-        return measures.risk(sizes), _size_histogram(sizes)
-
-    def _unreachable_message(self, evaluator: Evaluator) -> str:
+    def _unreachable_message(self, evaluator: Evaluator | ChunkedEvaluator) -> str:
         top = evaluator.evaluate(tuple(evaluator.heights))
         n = evaluator.n
         failed = ", ".join(top.failed) or "k"
@@ -256,7 +278,7 @@ class KAnonymity(GlobalStage):
             f"the best reachable k is {n:,}" + ("" if n >= self.params.k else f", fewer than k={self.params.k} rows in the input")
         )
 
-    def _prepare_apply(self, tuples: DistinctTuples, node: NodeResult) -> None:
+    def _prepare_apply(self, tuples: DistinctTuples | TupleStore, node: NodeResult) -> None:
         """Per quasi-identifier: dense codes at the chosen level and the string values; the keys of
         suppressed classes in the same mixed radix as :meth:`transform` computes."""
         self._level_codes: dict[str, np.ndarray] = {}
@@ -270,6 +292,10 @@ class KAnonymity(GlobalStage):
             self._radix[q] = int(codes.max(initial=-1)) + 1
         if sum(np.log2(max(r, 1)) for r in self._radix.values()) >= 62:
             raise DataError("k_anonymity: too many distinct generalized tuples to index; generalize further")
+        if node.class_keys is not None:  # evaluated in buckets: the classes are known by these keys
+            self._suppressed_keys = np.unique(node.class_keys[node.violating])
+            return
+        assert isinstance(tuples, DistinctTuples)
         tuple_key = np.zeros(len(tuples.counts), dtype=np.int64)
         for i, q in enumerate(self.quasi_identifiers):
             tuple_key = tuple_key * self._radix[q] + self._level_codes[q][tuples.codes[:, i]]
@@ -310,14 +336,22 @@ def _level_name(hierarchy: Hierarchy, level: int) -> str:
     return f"level {level}"
 
 
-def _size_histogram(sizes: np.ndarray) -> dict[str, int]:
-    """Number of equivalence classes per size bucket (``"1"``, ``"2"``, ``"3-4"``, ...)."""
+def _size_histogram(sizes: np.ndarray, classes: np.ndarray | None = None) -> dict[str, int]:
+    """Number of equivalence classes per size bucket (``"1"``, ``"2"``, ``"3-4"``, ...); with
+    ``classes``, ``sizes`` are distinct sizes and ``classes`` how many classes have each."""
+    weights = np.ones(len(sizes), dtype=np.int64) if classes is None else classes
     out: dict[str, int] = {}
     edges = [*SIZE_BUCKETS, np.inf]
     for low, high in zip(edges, edges[1:]):
         label = str(low) if high == low + 1 else (f"{low}-{int(high) - 1}" if np.isfinite(high) else f"{low}+")
-        out[label] = int(((sizes >= low) & (sizes < high)).sum())
+        out[label] = int(weights[(sizes >= low) & (sizes < high)].sum())
     return out
+
+
+def _load(store: TupleStore) -> DistinctTuples:  # pragma: no cover - see ChunkedEvaluator.packable
+    parts = list(store.chunks())
+    codes = np.asfortranarray(np.concatenate([np.column_stack(c) for c, _ in parts]).astype(np.int32))
+    return DistinctTuples(store.columns, store.dictionaries, codes, np.concatenate([n.astype(np.int64) for _, n in parts]))
 
 
 __all__ = ["KAnonymity"]

@@ -113,6 +113,36 @@ def test_same_output_on_a_two_worker_local_cluster(tmp_path: Path, dataset: Path
     assert_same_output(tmp_path, streaming.run_dir, dask.run_dir, keyring=tmp_path / "keys" / "run.keyring")
 
 
+def test_k_anonymity_counts_spilled_to_disk_give_the_same_output(tmp_path: Path, dataset: Path, cluster: Any, monkeypatch) -> None:
+    """``memory_tuples`` below the input's distinct tuples: counts go to disk on the client and the
+    workers, the search runs in buckets, and nothing changes but the memory used."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def spilled(out: str) -> Path:
+        path = config(tmp_path, dataset, out)
+        document = yaml.safe_load(path.read_text())
+        for stage in document["stages"]:
+            if "k_anonymity" in stage:
+                stage["k_anonymity"]["memory_tuples"] = 1024
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    in_memory = api.run(config(tmp_path, dataset, "memory"))
+    streaming = api.run(spilled("streaming"))
+    dask = api.run(spilled("dask"), engine="dask", scheduler=cluster.scheduler_address)
+    assert streaming.report["stages"][5]["search"]["distinct_tuples"] > 1024
+    assert_same_output(tmp_path, streaming.run_dir, dask.run_dir, keyring=tmp_path / "keys" / "run.keyring")
+    a, b = (pq.read_table(r.run_dir / "data").drop_columns(list(ENCRYPTED)) for r in (in_memory, streaming))
+    assert a.equals(b)
+    ka, kb = in_memory.report["stages"][5], streaming.report["stages"][5]
+    assert {**ka, "search": None, "seconds": None} == {**kb, "search": None, "seconds": None}
+    assert list(scratch.iterdir()) == []  # the spill directories went with the search
+
+
 def test_keys_reach_the_workers_without_touching_their_disks(tmp_path: Path, dataset: Path, cluster: Any) -> None:
     from distributed import Client
 

@@ -65,6 +65,7 @@ class NodeResult:
     valid: bool
     monotone_valid: bool
     failed: list[str] = field(default_factory=list)
+    class_keys: np.ndarray | None = None  # set instead of ``classes`` when tuples were evaluated in buckets
 
 
 class Evaluator:
@@ -158,36 +159,64 @@ class Evaluator:
         """Classes and suppression of ``node``; ``valid`` when the suppressed rows fit the limit."""
         self.checks += count
         classes, n_classes = self.classes(node)
-        counts = self.tuples.counts
-        sizes = measures.class_sizes(classes, counts, n_classes)
-        violating = sizes < self.criteria.k
-        failed = ["k"] if violating.any() else []
-        mono_violating = violating.copy()
-        for crit in self.criteria.l_diversity:
-            codes, _ = self.sensitive_codes[crit.column]
-            if crit.variant == "distinct":
-                bad = measures.distinct_l(classes, counts, codes, n_classes) < crit.l
-                mono_violating |= bad
-            elif crit.variant == "entropy":
-                bad = measures.entropy_l(classes, counts, codes, n_classes) < crit.l - 1e-9
-            else:
-                bad = ~measures.recursive_cl(classes, counts, codes, n_classes, float(crit.c or 0), int(crit.l))
-            if bad.any():
-                failed.append(f"l_diversity[{crit.column}]")
-            violating |= bad
-        for name, t in self.criteria.t_closeness:
-            codes, ordered = self.sensitive_codes[name]
-            bad = measures.t_closeness(classes, counts, codes, n_classes, ordered=ordered) > t + 1e-12
-            if bad.any():
-                failed.append(f"t_closeness[{name}]")
-            violating |= bad
-        violating &= sizes > 0
-        mono_violating &= sizes > 0
+        sizes, violating, mono_violating, failed = judge(
+            self.criteria, classes, n_classes, self.tuples.counts, self.sensitive_codes
+        )
         suppressed = int(sizes[violating].sum())
         mono_suppressed = int(sizes[mono_violating].sum())
         valid = suppressed <= self.limit
         monotone_valid = valid if self.criteria.monotone else mono_suppressed <= self.limit
         return NodeResult(node, classes, n_classes, sizes, violating, suppressed, valid, monotone_valid, failed)
+
+    def size_profile(self, node: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct class sizes under ``node`` and how many classes have each."""
+        classes, space = self.classes(node)
+        sizes = measures.class_sizes(classes, self.tuples.counts, space)
+        return np.unique(sizes[sizes > 0], return_counts=True)
+
+    def bottom_profile(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """:meth:`size_profile` of the bottom node and the number of distinct tuples."""
+        values, classes = self.size_profile(tuple(0 for _ in self.qis))
+        return values, classes, len(self.tuples.counts)
+
+
+def judge(
+    criteria: Criteria,
+    classes: np.ndarray,
+    n_classes: int,
+    counts: np.ndarray,
+    sensitive: dict[str, tuple[np.ndarray, bool]],
+    overall: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Per class: rows, whether it violates the criteria, whether it violates their monotone part
+    (k and distinct l-diversity); and the names of the failed criteria. ``overall`` gives the whole
+    table's sensitive distributions for t-closeness when ``classes`` cover only part of it."""
+    sizes = measures.class_sizes(classes, counts, n_classes)
+    violating = sizes < criteria.k
+    failed = ["k"] if violating.any() else []
+    mono_violating = violating.copy()
+    for crit in criteria.l_diversity:
+        codes, _ = sensitive[crit.column]
+        if crit.variant == "distinct":
+            bad = measures.distinct_l(classes, counts, codes, n_classes) < crit.l
+            mono_violating |= bad
+        elif crit.variant == "entropy":
+            bad = measures.entropy_l(classes, counts, codes, n_classes) < crit.l - 1e-9
+        else:
+            bad = ~measures.recursive_cl(classes, counts, codes, n_classes, float(crit.c or 0), int(crit.l))
+        if bad.any():
+            failed.append(f"l_diversity[{crit.column}]")
+        violating |= bad
+    for name, t in criteria.t_closeness:
+        codes, ordered = sensitive[name]
+        whole = overall.get(name) if overall else None
+        bad = measures.t_closeness(classes, counts, codes, n_classes, ordered=ordered, overall=whole) > t + 1e-12
+        if bad.any():
+            failed.append(f"t_closeness[{name}]")
+        violating |= bad
+    violating &= sizes > 0
+    mono_violating &= sizes > 0
+    return sizes, violating, mono_violating, failed
 
 
 def sensitive_codes(tuples: DistinctTuples, name: str) -> tuple[np.ndarray, bool]:

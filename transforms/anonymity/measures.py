@@ -41,6 +41,24 @@ def risk(sizes: np.ndarray) -> dict[str, float]:
     }
 
 
+def risk_from_profile(values: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """:func:`risk` from the distinct class sizes ``values`` and the number of ``classes`` of each.
+
+    >>> risk_from_profile(np.array([1, 3]), np.array([2, 1]))
+    {'prosecutor_max': 1.0, 'prosecutor_avg': 0.6, 'sample_uniques': 0.4}
+    """
+    keep = values > 0
+    values, classes = values[keep].astype(np.int64), classes[keep].astype(np.int64)
+    n = int((values * classes).sum())
+    if n == 0:
+        return {"prosecutor_max": 0.0, "prosecutor_avg": 0.0, "sample_uniques": 0.0}
+    return {
+        "prosecutor_max": float(1.0 / values.min()),
+        "prosecutor_avg": float(classes.sum() / n),
+        "sample_uniques": float(classes[values == 1].sum() / n),
+    }
+
+
 def _pair_counts(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int, n_values: int):
     """Rows per (class, sensitive value) pair, as sparse arrays (class, value, count) sorted by class."""
     key = classes.astype(np.int64) * n_values + sensitive
@@ -50,10 +68,15 @@ def _pair_counts(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray,
 
 
 def distinct_l(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int) -> np.ndarray:
-    """Number of distinct sensitive values per class (one in-place sort of the (class, value) keys)."""
+    """Number of distinct sensitive values per class: a presence bitmap over (class, value) when it is
+    at most a few bytes per tuple, else one in-place sort of the (class, value) keys."""
     n_values = int(sensitive.max(initial=0)) + 1
     key = classes.astype(np.int64) * n_values
     key += sensitive
+    if n_classes * n_values <= 8 * len(key) + (1 << 20):
+        seen = np.zeros(n_classes * n_values, dtype=bool)
+        seen[key] = True
+        return seen.reshape(n_classes, n_values).sum(axis=1)
     key.sort()
     first = np.empty(len(key), dtype=bool)
     if len(key):
@@ -85,15 +108,25 @@ def recursive_cl(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray,
 
 
 def t_closeness(
-    classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int, *, ordered: bool, chunk: int = 4096
+    classes: np.ndarray,
+    counts: np.ndarray,
+    sensitive: np.ndarray,
+    n_classes: int,
+    *,
+    ordered: bool,
+    chunk: int = 4096,
+    overall: np.ndarray | None = None,
 ) -> np.ndarray:
     """EMD between each class's sensitive distribution and the whole table's.
 
-    ``sensitive`` holds codes 0..m-1 which, when ``ordered``, follow the values' order.
+    ``sensitive`` holds codes 0..m-1 which, when ``ordered``, follow the values' order. ``overall``
+    is the whole table's distribution over the m codes when the arguments cover only part of it.
     """
-    n_values = int(sensitive.max(initial=0)) + 1
-    overall = np.bincount(sensitive, weights=counts, minlength=n_values)
-    overall = overall / max(overall.sum(), 1)
+    if overall is None:
+        n_values = int(sensitive.max(initial=0)) + 1
+        overall = np.bincount(sensitive, weights=counts, minlength=n_values)
+        overall = overall / max(overall.sum(), 1)
+    n_values = len(overall)
     pair_class, pair_value, pair_rows = _pair_counts(classes, counts, sensitive, n_classes, n_values)
     totals = np.bincount(pair_class, weights=pair_rows, minlength=n_classes)
     out = np.zeros(n_classes)

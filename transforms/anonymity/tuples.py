@@ -4,6 +4,8 @@ every measure and the lattice search work on.
 Columns are dictionary-coded once per batch against a growing global dictionary (a missing value is
 a value of its own), rows become integer tuples, and equal tuples are counted. Results depend only
 on the multiset of rows: not on row order, batch boundaries, index labels or ``PYTHONHASHSEED``.
+Past ``spill_tuples`` distinct tuples the counts move to a :class:`~.store.TupleStore` on disk, so
+memory stays bounded however many distinct tuples the table has.
 
 >>> import pyarrow as pa
 >>> counter = TupleCounter(["zip", "sex"])
@@ -24,7 +26,10 @@ import pyarrow.compute as pc
 
 from privprep.schemas.errors import DataError
 
+from .store import TupleStore
+
 _CONSOLIDATE_ROWS = 1 << 21
+SPILL_TUPLES = 1 << 21  # distinct tuples held in memory before they go to disk (k_anonymity's memory_tuples)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,14 @@ class DistinctTuples:
     def index(self, column: str) -> int:
         return self.columns.index(column)
 
+    @property
+    def stored(self) -> int:
+        return len(self.counts)
+
+    def column_counts(self, j: int, minlength: int = 0) -> np.ndarray:
+        """Rows per code of column ``j``."""
+        return np.bincount(self.codes[:, j], weights=self.counts, minlength=minlength)
+
     def decoded(self, column: str) -> list[object]:
         """The values of ``column`` per tuple (for tests and small tables)."""
         j = self.index(column)
@@ -54,14 +67,19 @@ class TupleCounter:
 
     Each batch's tuples are packed into one integer key per row and counted; the partial counts are
     merged by sorting packed keys once they grow past a threshold, so memory follows the number of
-    distinct tuples at about 16 bytes each (a measured third of a hash aggregation's)."""
+    distinct tuples at about 16 bytes each (a measured third of a hash aggregation's). With
+    ``spill_tuples``, merged runs of that many tuples go to a :class:`TupleStore` on disk instead and
+    :meth:`result` returns the store."""
 
-    def __init__(self, columns: list[str]) -> None:
+    def __init__(self, columns: list[str], *, spill_tuples: int | None = None, spill_dir: str | None = None) -> None:
         self.columns = list(columns)
+        self.spill_tuples = spill_tuples
+        self.spill_dir = spill_dir
         self._dictionaries: list[pa.Array | None] = [None] * len(columns)
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []  # (codes, counts) per batch
         self._merged: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (keys, counts, radix)
         self._buffered = 0
+        self._store: TupleStore | None = None
 
     def observe(self, table: pa.Table) -> None:
         """Count the tuples of one batch."""
@@ -75,10 +93,17 @@ class TupleCounter:
             codes[:, j] = self._global_codes(j, table.column(column))
         self._append(*_count_rows(codes, self._radix()))
 
-    def result(self) -> DistinctTuples:
-        """The distinct tuples seen so far (codes in a column-major array, one column per input column)."""
+    def result(self) -> "DistinctTuples | TupleStore":
+        """The distinct tuples seen so far (codes in a column-major array, one column per input column),
+        or the :class:`TupleStore` they were spilled to; the caller then owns (and closes) the store."""
         self._consolidate()
         dictionaries = tuple(d if d is not None else pa.array([], pa.null()) for d in self._dictionaries)
+        if self._store is not None:
+            self._spill()
+            store, self._store = self._store, None
+            store.dictionaries = dictionaries
+            self._dictionaries = [None] * len(self.columns)
+            return store
         if self._merged is not None:
             keys, counts, radix = self._merged
             return DistinctTuples(tuple(self.columns), dictionaries, _unpack(keys, radix), counts)
@@ -91,25 +116,67 @@ class TupleCounter:
         """Add the counts of another counter over the same columns (for partitioned engines)."""
         if other.columns != self.columns:
             raise ValueError("merge() takes a counter over the same columns")
-        if not self._parts and self._merged is None and all(d is None for d in self._dictionaries):
+        if not self._parts and self._merged is None and self._store is None and all(d is None for d in self._dictionaries):
             # nothing seen here yet (the client's stage of a partitioned run): take the other's state as is
             other._consolidate()
             self._dictionaries = list(other._dictionaries)
             self._parts, self._merged, self._buffered = list(other._parts), other._merged, other._buffered
+            self._store, other._store = other._store, None
+            if self._store is not None or self._merged is not None:
+                self._consolidate()
             return
         result = other.result()
+        remaps = [self._remap(j, result.dictionaries[j]) if len(result.dictionaries[j]) else None for j in range(len(self.columns))]
+        if isinstance(result, TupleStore):
+            for columns, counts in result.chunks():
+                codes = [np.take(r, c) if r is not None else c for r, c in zip(remaps, columns)]
+                if self.spill_tuples:  # stored as it comes: no sort, a tuple may sit in several chunks
+                    self._open_store().append(codes, counts)
+                else:
+                    self._add_part(np.column_stack(codes), counts.astype(np.int64))
+            result.close()
+            return
         codes = np.empty_like(result.codes, order="F")
-        for j in range(len(self.columns)):
-            remap = self._remap(j, result.dictionaries[j]) if len(result.dictionaries[j]) else None
+        for j, remap in enumerate(remaps):
             codes[:, j] = remap[result.codes[:, j]] if remap is not None else result.codes[:, j]
+        if self.spill_tuples and len(result.counts) >= self.spill_tuples // 2:
+            self._open_store().append(codes, result.counts)
+        else:
+            self._add_part(codes, result.counts)
+
+    def _open_store(self) -> TupleStore:
+        if self._store is None:
+            self._store = TupleStore(self.columns, directory=self.spill_dir)
+        return self._store
+
+    def _add_part(self, codes: np.ndarray, counts: np.ndarray) -> None:
+        if self.spill_tuples:
+            self._append(np.asfortranarray(codes, dtype=np.int32), counts)
+            return
         # no consolidation here: merging many partial counters sorts once, when the result is asked
         # for or the counter is pickled to travel (a tree reduction's next level)
-        self._parts.append((codes, result.counts))
-        self._buffered += len(result.counts)
+        self._parts.append((np.asfortranarray(codes, dtype=np.int32), counts))
+        self._buffered += len(counts)
 
     def __getstate__(self) -> dict[str, object]:
-        self._consolidate()  # travel packed: about 16 bytes a distinct tuple
-        return dict(self.__dict__)
+        if self._store is None:
+            self._consolidate()  # travel packed: about 16 bytes a distinct tuple
+            return dict(self.__dict__)
+        # a spill directory is local to this machine: the stored chunks travel as they are (a few
+        # bytes a tuple) and go back to disk where they land
+        self._spill()
+        state = dict(self.__dict__)
+        state["_store"] = None
+        state["_travel"] = list(self._store.chunks())
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        travel = state.pop("_travel", None)
+        self.__dict__.update(state)
+        if travel is not None:
+            store = self._open_store()
+            for columns, counts in travel:
+                store.append(columns, counts)
 
     def _radix(self) -> np.ndarray:
         return np.array([max(len(d) if d is not None else 0, 1) for d in self._dictionaries], dtype=np.int64)
@@ -117,8 +184,23 @@ class TupleCounter:
     def _append(self, codes: np.ndarray, counts: np.ndarray) -> None:
         self._parts.append((codes, counts))
         self._buffered += len(counts)
-        if self._buffered > _CONSOLIDATE_ROWS:
+        threshold = min(_CONSOLIDATE_ROWS, self.spill_tuples // 2) if self.spill_tuples else _CONSOLIDATE_ROWS
+        if self._buffered > threshold:
             self._consolidate()
+            if self.spill_tuples and self._merged is not None and len(self._merged[0]) >= self.spill_tuples // 2:
+                self._spill()
+
+    def _spill(self) -> None:
+        """Move the merged counts (and any buffered part) to the store on disk."""
+        self._consolidate()
+        store = self._open_store()
+        if self._merged is not None:
+            keys, counts, radix = self._merged
+            self._merged = None
+            store.append(_unpack(keys, radix), counts)
+        for codes, counts in self._parts:
+            store.append(codes, counts)
+        self._parts, self._buffered = [], 0
 
     def _global_codes(self, j: int, column: pa.ChunkedArray) -> np.ndarray:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
