@@ -11,9 +11,10 @@ For each row count, in the same run and alternating: ``privprep run CONFIG`` (st
 and stopped by the command). Whole processes; wall time and peak RSS from ``os.wait4`` (for Dask
 that is the largest process of the tree: client, scheduler or a worker).
 
-With ``--no-kanon-rss`` the streaming engine also runs without the ``k_anonymity`` stage, to separate
-that stage's state (its distinct quasi-identifier tuples, which for the sample's day-exact birth dates
-and full ZIP codes grow with the rows) from everything else.
+With ``--no-kanon-rss`` the streaming engine also runs without the ``k_anonymity`` stage, to show what
+that stage adds: its distinct quasi-identifier tuples grow with the rows (the sample's day-exact birth
+dates and full ZIP codes are nearly unique), but past ``memory_tuples`` they go to disk, so it adds
+little and the same at every size.
 
     python benchmarks/bench_scale.py [--rows 5000000 10000000 20000000] [--repeats 1] [--workers 2] [--no-kanon-rss]
 """
