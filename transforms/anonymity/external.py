@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from ..hierarchies import Hierarchy
 from .criteria import Criteria, NodeResult, judge
-from .store import TupleStore
+from .store import TupleStore, spill_error
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -157,11 +157,17 @@ class ChunkedEvaluator:
             return
         widths = [np.dtype(np.int64), np.dtype(np.int32 if self.store.rows < 1 << 31 else np.int64)]
         widths += [_code_dtype(len(self.store.dictionaries[j])) for j in wanted[d:]]
-        spill = _BucketFiles(self.store.directory, self.buckets, widths)
+        try:
+            spill = _BucketFiles(self.store.directory, self.buckets, widths)
+        except OSError as exc:
+            raise spill_error(self.store.directory.parent, exc) from None
         try:
             for columns, counts in self.store.chunks(wanted):
                 key = _generalized_key(columns[:d], tables, radix)
-                spill.write(_bucket(key, self.buckets), [key, counts, *columns[d:]])
+                try:
+                    spill.write(_bucket(key, self.buckets), [key, counts, *columns[d:]])
+                except OSError as exc:
+                    raise spill_error(self.store.directory.parent, exc) from None
             for p in range(self.buckets):
                 arrays = spill.read(p)
                 if len(arrays[0]):

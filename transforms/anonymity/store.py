@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from privprep.schemas.errors import OutputError
+
 CHUNK_TUPLES = 1 << 20
 
 
@@ -41,7 +43,10 @@ class TupleStore:
         self.columns = tuple(columns)
         self.dictionaries: tuple[pa.Array, ...] = ()
         self.chunk_tuples = int(chunk_tuples)
-        self._dir = Path(tempfile.mkdtemp(prefix="privprep-tuples-", dir=directory))
+        try:
+            self._dir = Path(tempfile.mkdtemp(prefix="privprep-tuples-", dir=directory))
+        except OSError as exc:
+            raise spill_error(directory or tempfile.gettempdir(), exc) from None
         self._files: list[Path] = []
         self._sizes: list[int] = []
         self._layouts: list[list[tuple[int, np.dtype]]] = []  # per chunk: (byte offset, dtype) per column, counts last
@@ -76,11 +81,14 @@ class TupleStore:
             arrays = [c[start:stop].astype(dtype) for c in columns]
             arrays.append(counts[start:stop].astype(count_dtype))
             layout, offset = [], 0
-            with open(path, "wb") as handle:  # raw arrays back to back: one read each, no header to parse
-                for array in arrays:
-                    handle.write(array.tobytes())
-                    layout.append((offset, array.dtype))
-                    offset += array.nbytes
+            try:
+                with open(path, "wb") as handle:  # raw arrays back to back: one read each, no header to parse
+                    for array in arrays:
+                        handle.write(array.tobytes())
+                        layout.append((offset, array.dtype))
+                        offset += array.nbytes
+            except OSError as exc:
+                raise spill_error(self._dir.parent, exc) from None
             self._files.append(path)
             self._sizes.append(stop - start)
             self._layouts.append(layout)
@@ -117,4 +125,13 @@ class TupleStore:
         self._files, self._sizes, self._layouts = [], [], []
 
 
-__all__ = ["TupleStore", "CHUNK_TUPLES"]
+def spill_error(directory: str | os.PathLike[str], exc: OSError) -> OutputError:
+    """A one-line error for a spill directory that cannot be written (no value, no path inside it)."""
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(
+        f"k_anonymity: cannot write its temporary tuple counts under '{directory}' ({reason}); "
+        "set TMPDIR to a writable local directory with free space, or raise memory_tuples"
+    )
+
+
+__all__ = ["TupleStore", "CHUNK_TUPLES", "spill_error"]

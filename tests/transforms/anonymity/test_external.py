@@ -164,3 +164,15 @@ def test_spill_files_hold_no_cell_values(tmp_path: Path) -> None:
     assert blobs and marker.encode() not in blobs
     assert oct(os.stat(directory).st_mode & 0o777) == "0o700"
     counter.result().close()
+
+
+def test_an_unwritable_spill_directory_is_a_one_line_output_error(tmp_path: Path) -> None:
+    from privprep.schemas.errors import OutputError
+
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    counter = TupleCounter(["x"], spill_tuples=10, spill_dir=str(not_a_directory))
+    with pytest.raises(OutputError, match=r"cannot write its temporary tuple counts under .*TMPDIR") as info:
+        for start in range(0, 100, 10):
+            counter.observe(pa.table({"x": list(range(start, start + 10))}))
+    assert "\n" not in str(info.value)
