@@ -176,7 +176,8 @@ class KAnonymity(GlobalStage):
         }
         evaluator: Evaluator | ChunkedEvaluator
         if isinstance(tuples, TupleStore) and ChunkedEvaluator.packable(tuples, self.quasi_identifiers):
-            evaluator = ChunkedEvaluator(tuples, self.hierarchies_, self.criteria, bucket_tuples=self.memory_tuples or tuples.stored)
+            # a store exists only when memory_tuples is set: buckets of that many tuples
+            evaluator = ChunkedEvaluator(tuples, self.hierarchies_, self.criteria, bucket_tuples=int(self.memory_tuples or 0))
         else:
             if isinstance(tuples, TupleStore):  # pragma: no cover - more than 2^62 quasi-identifier combinations
                 tuples = _load(tuples)

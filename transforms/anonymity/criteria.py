@@ -168,16 +168,13 @@ class Evaluator:
         monotone_valid = valid if self.criteria.monotone else mono_suppressed <= self.limit
         return NodeResult(node, classes, n_classes, sizes, violating, suppressed, valid, monotone_valid, failed)
 
-    def size_profile(self, node: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct class sizes under ``node`` and how many classes have each."""
-        classes, space = self.classes(node)
-        sizes = measures.class_sizes(classes, self.tuples.counts, space)
-        return np.unique(sizes[sizes > 0], return_counts=True)
-
     def bottom_profile(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """:meth:`size_profile` of the bottom node and the number of distinct tuples."""
-        values, classes = self.size_profile(tuple(0 for _ in self.qis))
-        return values, classes, len(self.tuples.counts)
+        """The distinct class sizes of the bottom node, how many classes have each, and the number
+        of distinct tuples."""
+        classes, space = self.classes(tuple(0 for _ in self.qis))
+        sizes = measures.class_sizes(classes, self.tuples.counts, space)
+        values, count = np.unique(sizes[sizes > 0], return_counts=True)
+        return values, count, len(self.tuples.counts)
 
 
 def judge(
@@ -223,29 +220,42 @@ def sensitive_codes(tuples: DistinctTuples, name: str) -> tuple[np.ndarray, bool
     """Codes of a sensitive column per tuple, renumbered in value order for numeric columns (whose
     t-closeness uses the ordered distance); the second item says whether it is ordered."""
     j = tuples.index(name)
-    dictionary = tuples.dictionaries[j]
     codes = tuples.codes[:, j].astype(np.int64)
-    ordered = pa.types.is_integer(dictionary.type) or pa.types.is_floating(dictionary.type) or pa.types.is_decimal(dictionary.type)
-    if ordered:
-        rank = pc.rank(dictionary, sort_keys="ascending", tiebreaker="dense")
-        codes = np.asarray(rank.to_numpy(), dtype=np.int64)[codes] - 1
-    return codes, ordered
+    rank = value_rank(tuples.dictionaries[j])
+    return (rank[codes], True) if rank is not None else (codes, False)
 
 
-def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense 0..n-1 ids for the distinct values of ``key`` (in sorted order), by one sort: about half the
-    memory of a hash factorization on tables of millions of distinct tuples."""
+def value_rank(dictionary: pa.Array) -> np.ndarray | None:
+    """For a numeric dictionary, each code's rank in value order (t-closeness' ordered distance);
+    ``None`` for any other type."""
+    types = pa.types
+    if not (types.is_integer(dictionary.type) or types.is_floating(dictionary.type) or types.is_decimal(dictionary.type)):
+        return None
+    rank = pc.rank(dictionary, sort_keys="ascending", tiebreaker="dense")
+    return np.asarray(rank.to_numpy(), dtype=np.int64) - 1
+
+
+def factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of ``key`` and each element's index among them, by one sort: about
+    half the memory of a hash factorization on tables of millions of distinct tuples."""
     if len(key) == 0:
-        return key.astype(np.int64), 0
+        return key.astype(np.int64), np.empty(0, np.int32)
     order = np.argsort(key)
     ordered = key[order]
     first = np.empty(len(key), dtype=bool)
     first[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    uniques = ordered[first]
     del ordered
     ids = np.empty(len(key), dtype=np.int32 if len(key) < 2**31 else np.int64)
     ids[order] = np.cumsum(first, dtype=ids.dtype) - 1
-    return ids, int(first.sum())
+    return uniques, ids
+
+
+def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense 0..n-1 ids for the distinct values of ``key`` (in sorted order) and their number."""
+    uniques, ids = factorize(key)
+    return ids, len(uniques)
 
 
 def _groups(heights: list[int], max_combinations: int = 64) -> list[list[int]]:

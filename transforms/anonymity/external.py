@@ -29,10 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from ..hierarchies import Hierarchy
-from .criteria import Criteria, NodeResult, judge
+from .criteria import Criteria, NodeResult, factorize, judge, value_rank
 from .store import TupleStore, spill_error
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -53,13 +52,12 @@ class ChunkedEvaluator:
         self.cards = [[int(codes.max(initial=-1)) + 1 for codes in tables] for tables in self._tables]
         self._qi_columns = [store.index(q) for q in self.qis]
         names = [c.column for c in criteria.l_diversity] + [name for name, _ in criteria.t_closeness]
-        self._sensitive = {name: _sensitive_order(store.dictionaries[store.index(name)]) for name in dict.fromkeys(names)}
-        self._overall = {}
+        self._sensitive = {name: value_rank(store.dictionaries[store.index(name)]) for name in dict.fromkeys(names)}
+        self._overall = {}  # t-closeness compares each class with the whole table, not with its bucket
         for name, _ in criteria.t_closeness:
-            remap, _ordered = self._sensitive[name]
-            counts = store.column_counts(store.index(name), minlength=len(store.dictionaries[store.index(name)]))
-            whole = np.zeros(len(counts))
-            np.add.at(whole, remap if remap is not None else np.arange(len(counts)), counts)
+            j, rank = store.index(name), self._sensitive[name]
+            counts = store.column_counts(j, minlength=len(store.dictionaries[j]))
+            whole = np.bincount(rank, weights=counts, minlength=len(counts)) if rank is not None else counts
             self._overall[name] = whole / max(whole.sum(), 1)
         self._order = ["k", *(f"l_diversity[{c.column}]" for c in criteria.l_diversity), *(f"t_closeness[{n}]" for n, _ in criteria.t_closeness)]
         self.buckets = max(1, math.ceil(store.stored / max(int(bucket_tuples), 1)))
@@ -82,32 +80,24 @@ class ChunkedEvaluator:
         self.checks += count
         return self._evaluate(node, early=False, keep=True)
 
-    def size_profile(self, node: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct class sizes under ``node`` and how many classes have each."""
-        values, classes, _ = self._profile(node, distinct=False)
-        return values, classes
-
     def bottom_profile(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """:meth:`size_profile` of the bottom node, and the number of distinct tuples over all stored
-        columns (a tuple stored in two chunks counts once)."""
-        return self._profile(tuple(0 for _ in self.qis), distinct=True)
-
-    # -- internals ---------------------------------------------------------------------------------
-    def _profile(self, node: tuple[int, ...], *, distinct: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        """The distinct class sizes of the bottom node, how many classes have each, and the number of
+        distinct tuples over all stored columns (a tuple stored in two chunks counts once)."""
         values, classes, tuples = [], [], 0
-        extra = [j for j in range(len(self.store.columns)) if j not in self._qi_columns] if distinct else []
-        for _keys, ids, counts, _sensitive, more in self._buckets(node, extra=extra):
+        extra = [j for j in range(len(self.store.columns)) if j not in self._qi_columns]
+        radix = [len(self.store.dictionaries[j]) for j in extra]
+        for _keys, ids, counts, _sensitive, more in self._buckets(tuple(0 for _ in self.qis), extra=extra):
             sizes = np.bincount(ids, weights=counts).astype(np.int64)
             v, c = np.unique(sizes[sizes > 0], return_counts=True)
             values.append(v)
             classes.append(c)
-            if distinct:
-                tuples += _count_distinct([ids, *more], [int(ids.max(initial=0)) + 1, *(len(self.store.dictionaries[j]) for j in extra)])
+            tuples += _count_distinct([ids, *more], [int(ids.max(initial=0)) + 1, *radix])
         if not values:
             return np.empty(0, np.int64), np.empty(0, np.int64), 0
         v, inverse = np.unique(np.concatenate(values), return_inverse=True)
         return v, np.bincount(inverse, weights=np.concatenate(classes)).astype(np.int64), tuples
 
+    # -- internals ---------------------------------------------------------------------------------
     def _evaluate(self, node: tuple[int, ...], *, early: bool, keep: bool) -> NodeResult:
         suppressed = mono_suppressed = n_classes = 0
         failed: set[str] = set()
@@ -180,11 +170,11 @@ class ChunkedEvaluator:
         if space <= 4 * len(key) + 4096:
             class_keys, ids = np.arange(space, dtype=np.int64), key
         else:
-            class_keys, ids = _factorize(key)
+            class_keys, ids = factorize(key)
         sensitive = {}
-        for (name, (remap, ordered)), codes in zip(self._sensitive.items(), arrays[2 : 2 + n_sensitive]):
+        for (name, rank), codes in zip(self._sensitive.items(), arrays[2 : 2 + n_sensitive]):
             codes = codes.astype(np.int64)
-            sensitive[name] = (np.take(remap, codes) if remap is not None else codes, ordered)
+            sensitive[name] = (np.take(rank, codes), True) if rank is not None else (codes, False)
         return class_keys, ids, counts, sensitive, arrays[2 + n_sensitive :]
 
 
@@ -202,7 +192,7 @@ class _BucketFiles:
     def write(self, which: np.ndarray, arrays: list[np.ndarray]) -> None:
         arrays = [array.astype(dtype, copy=False) for array, dtype in zip(arrays, self._dtypes)]
         if len(self._handles) <= 3:  # a scan per bucket beats sorting by bucket
-            for handles, p in zip(self._handles, range(len(self._handles))):
+            for p, handles in enumerate(self._handles):
                 index = np.flatnonzero(which == p)
                 for handle, array in zip(handles, arrays):
                     handle.write(np.take(array, index).tobytes())
@@ -229,17 +219,6 @@ class _BucketFiles:
             for path, handle in zip(paths, handles):
                 handle.close()
                 path.unlink(missing_ok=True)
-
-
-def _sensitive_order(dictionary: pa.Array) -> tuple[np.ndarray | None, bool]:
-    """For a numeric column, the rank of each code in value order (t-closeness' ordered distance)."""
-    import pyarrow.compute as pc
-
-    ordered = pa.types.is_integer(dictionary.type) or pa.types.is_floating(dictionary.type) or pa.types.is_decimal(dictionary.type)
-    if not ordered:
-        return None, False
-    rank = pc.rank(dictionary, sort_keys="ascending", tiebreaker="dense")
-    return np.asarray(rank.to_numpy(), dtype=np.int64) - 1, True
 
 
 def _generalized_key(columns: list[np.ndarray], tables: list[np.ndarray], radix: list[int]) -> np.ndarray:
@@ -274,20 +253,6 @@ def _bucket(key: np.ndarray, buckets: int) -> np.ndarray:
     mixed *= np.uint64(buckets)  # the high 32 bits of the hash, scaled to 0..buckets-1
     mixed >>= np.uint64(32)
     return mixed.astype(np.uint16 if buckets < 1 << 16 else np.int64)
-
-
-def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted distinct keys and each key's index among them, by one sort."""
-    order = np.argsort(key)
-    ordered = key[order]
-    first = np.empty(len(key), dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    uniques = ordered[first]
-    del ordered
-    ids = np.empty(len(key), dtype=np.int64)
-    ids[order] = np.cumsum(first) - 1
-    return uniques, ids
 
 
 __all__ = ["ChunkedEvaluator"]

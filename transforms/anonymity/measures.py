@@ -30,15 +30,7 @@ def class_sizes(classes: np.ndarray, counts: np.ndarray, n_classes: int) -> np.n
 
 def risk(sizes: np.ndarray) -> dict[str, float]:
     """Prosecutor risks of a table whose classes have ``sizes`` rows (empty classes ignored)."""
-    sizes = sizes[sizes > 0]
-    n = int(sizes.sum())
-    if n == 0:
-        return {"prosecutor_max": 0.0, "prosecutor_avg": 0.0, "sample_uniques": 0.0}
-    return {
-        "prosecutor_max": float(1.0 / sizes.min()),
-        "prosecutor_avg": float(len(sizes) / n),
-        "sample_uniques": float(sizes[sizes == 1].sum() / n),
-    }
+    return risk_from_profile(*np.unique(sizes[sizes > 0], return_counts=True))
 
 
 def risk_from_profile(values: np.ndarray, classes: np.ndarray) -> dict[str, float]:

@@ -48,10 +48,6 @@ class DistinctTuples:
     def index(self, column: str) -> int:
         return self.columns.index(column)
 
-    @property
-    def stored(self) -> int:
-        return len(self.counts)
-
     def column_counts(self, j: int, minlength: int = 0) -> np.ndarray:
         """Rows per code of column ``j``."""
         return np.bincount(self.codes[:, j], weights=self.counts, minlength=minlength)
@@ -122,8 +118,6 @@ class TupleCounter:
             self._dictionaries = list(other._dictionaries)
             self._parts, self._merged, self._buffered = list(other._parts), other._merged, other._buffered
             self._store, other._store = other._store, None
-            if self._store is not None or self._merged is not None:
-                self._consolidate()
             return
         result = other.result()
         remaps = [self._remap(j, result.dictionaries[j]) if len(result.dictionaries[j]) else None for j in range(len(self.columns))]
