@@ -5,9 +5,11 @@
 * Pass 1: every partition is observed by its own copy of each global/release stage; the copies are
   combined by a tree reduction (``merge``, ``split_every`` at a time, left to right), and the result is
   merged into the client's stage, which then decides or releases on the client.
-* Pass 2: map and global stages run through ``map_partitions`` with an explicit ``meta`` (pandas
-  partitions with Arrow dtypes, so Arrow types survive exactly; consecutive map stages share one call); each partition is written by a Dask task
-  as Parquet parts, then renamed in input order into ``data/part-NNNNN.parquet``.
+* Pass 2: one ``map_partitions`` call with an explicit ``meta`` (pandas partitions with Arrow dtypes,
+  so Arrow types survive exactly) runs every map and global stage over its partition batch by batch,
+  as the streaming engine does over its input, and writes the partition as Parquet parts; the parts
+  are then renamed in input order into ``data/part-NNNNN.parquet``. Fusing the stages into one task
+  per partition keeps each partition on one worker: no pandas round trip or transfer between stages.
 
 The output has the same rows in the same order as the streaming engine's, the same pseudonyms,
 tokens, generalization and suppression, and the same DP releases for the same seed (partial sums are
@@ -110,10 +112,14 @@ class DaskEngine:
         if self.scheduler is None:
             workers = self.workers or os.cpu_count() or 1
             # No spilling to disk and quiet workers: nothing of the data or the stages reaches disk or logs.
+            # No statistical profiler: it samples every worker's stack every 10 ms, which cost 8 % of
+            # pass 2 here, and a run has no dashboard to show it on.
             self._stack.enter_context(dask.config.set({
                 "distributed.worker.memory.spill": False,
                 "distributed.worker.memory.target": False,
                 "distributed.logging.distributed": "error",
+                "distributed.worker.profile.enabled": False,
+                "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
             }))
             cluster = self._stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -185,55 +191,33 @@ class DaskEngine:
         self.partitions = len(pieces)
         data_dir.mkdir(parents=True, exist_ok=True)
         row_stages = [(i, s) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
-        # From the first stage that keys per output file on, stages run in the writing task, so the
-        # data key a file is sealed with is the one its values were encrypted under.
-        cut = next((n for n, (_, s) in enumerate(row_stages) if getattr(s, "per_file", False)), len(row_stages))
-        head, tail = row_stages[:cut], [s for _, s in row_stages[cut:]]
-
-        schema = source.schema
-        frames = dd.from_map(_read_piece, pieces, source=source, batch_rows=io.batch_rows,
-                             meta=_empty(schema), enforce_metadata=False)
-        counted: list[tuple[int, Any]] = []
-        if any(p.rows is None for p in pieces):  # CSV: rows are known only once read
-            counted.append((-1, frames.map_partitions(len, meta=(None, "int64")).sum()))
-        run: list[Stage] = []  # consecutive map stages share one map_partitions (one pandas round trip)
-        for n, (index, stage) in enumerate(head):
-            schema = stage.output_schema(schema)
-            run.append(stage)
-            if stage.kind == "global" or n == len(head) - 1 or head[n + 1][1].kind == "global":
-                frames = frames.map_partitions(_apply, run, schema, meta=_empty(schema), enforce_metadata=False)
-                run = []
-            if stage.kind == "global":  # may remove rows: count them per stage for the report
-                counted.append((index, frames.map_partitions(len, meta=(None, "int64")).sum()))
+        indices = [i for i, _ in row_stages]
         writer = {
             "directory": str(data_dir), "schema": plan.output_schema, "rows_per_file": io.rows_per_file,
-            "compression": io.compression, "encryption": outputs.encryption,
+            "compression": io.compression, "encryption": outputs.encryption, "batch_rows": io.batch_rows,
         }
-        parts = frames.map_partitions(_write_partition, tail, schema, writer, meta=_written_meta(),
-                                      partition_info=True, enforce_metadata=False)
+        # One task per partition reads its piece batch by batch, runs every row stage on each batch as
+        # the streaming engine does, and writes the partition's parts: the partition is never whole in
+        # memory, and nothing moves between workers but the small table of parts written.
+        parts = dd.from_map(_write_piece, range(len(pieces)), pieces, source=source,
+                            stages=[s for _, s in row_stages], indices=indices, writer=writer,
+                            meta=_written_meta(indices), enforce_metadata=False)
         with progress.step(f"writing {len(pieces)} partition(s) on Dask"):
-            results = self._compute(parts, *(count for _, count in counted))
-        table = results[0].sort_values(["partition", "part"], kind="stable")
+            (table,) = self._compute(parts)
+        summary = table[table["part"] < 0]
+        table = table[table["part"] >= 0].sort_values(["partition", "part"], kind="stable")
         files = _rename_in_order(data_dir, table)
         rows_out = int(table["rows"].sum())
         if not files:  # every row suppressed or an empty input: one valid, empty part, like streaming
             empty = PartWriter(data_dir, plan.output_schema, rows_per_file=io.rows_per_file,
                                compression=io.compression, encryption=outputs.properties, file_metadata=outputs.metadata)
             files = empty.close()
-        counts = dict(zip((i for i, _ in counted), (int(c) for c in results[1:])))
-        rows_in = counts.pop(-1) if -1 in counts else sum(p.rows or 0 for p in pieces)
-        rows_in_by_stage: dict[int, int] = {}
-        rows_out_by_stage: dict[int, int] = {}
-        current = rows_in
-        for index, stage in row_stages:
-            rows_in_by_stage[index] = current
-            if index in counts:
-                current = counts[index]
-            elif stage in tail and stage.kind == "global":
-                current = rows_out  # only reached when a global stage follows a per-file stage
-            rows_out_by_stage[index] = current
+        rows_in = int(summary["rows"].sum())
+        for index in indices:
+            seconds[index] += float(summary[f"seconds_{index}"].sum())
         return WriteResult(rows_in=rows_in, rows_out=rows_out, files=files,
-                           rows_in_by_stage=rows_in_by_stage, rows_out_by_stage=rows_out_by_stage)
+                           rows_in_by_stage={i: int(summary[f"in_{i}"].sum()) for i in indices},
+                           rows_out_by_stage={i: int(summary[f"out_{i}"].sum()) for i in indices})
 
     def _compute(self, *collections: Any) -> tuple[Any, ...]:
         if self.client is not None:
@@ -245,26 +229,6 @@ class DaskEngine:
 
 
 # -- tasks (module-level functions: they run on the workers) -----------------------------------------
-
-def _empty(schema: pa.Schema) -> pd.DataFrame:
-    return _to_frame(schema.empty_table())
-
-
-def _to_frame(table: pa.Table) -> pd.DataFrame:
-    """Arrow to pandas with Arrow dtypes: no copy for most types, and the exact Arrow type comes back."""
-    return table.to_pandas(types_mapper=pd.ArrowDtype, ignore_metadata=True)
-
-
-def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
-
-
-def _read_piece(piece: Piece, *, source: InputSource, batch_rows: int) -> pd.DataFrame:
-    batches = list(source.read(piece, batch_rows=batch_rows))
-    table = pa.concat_tables(batches) if batches else source.schema.empty_table()
-    return _to_frame(table)
-
 
 def _observe_piece(source: InputSource, piece: Piece, columns: list[str], observers: list[Observer],
                    batch_rows: int) -> list[Stage]:
@@ -284,46 +248,55 @@ def _combine(*partials: list[Stage]) -> list[Stage]:
     return first
 
 
-def _apply(frame: pd.DataFrame, stages: list[Stage], schema: pa.Schema) -> pd.DataFrame:
-    """Apply ``stages`` in order to one partition (``schema``: the schema after the last)."""
-    table = _to_table(frame, _input_schema(frame))
-    for stage in stages:
-        table = stage.transform(table)  # type: ignore[attr-defined]
-    return _to_frame(table.cast(schema))
-
-
-def _input_schema(frame: pd.DataFrame) -> pa.Schema:
-    return pa.Schema.from_pandas(frame, preserve_index=False)
-
-
-def _written_meta() -> pd.DataFrame:
-    return pd.DataFrame({
+def _written_meta(indices: list[int]) -> pd.DataFrame:
+    """One row per part written (``part`` >= 0) and one summary row per partition (``part`` -1: rows
+    read, and rows in, rows out and seconds of each row stage by its index)."""
+    columns: dict[str, pd.Series] = {
         "partition": pd.Series([], dtype="int64"), "part": pd.Series([], dtype="int64"),
         "file": pd.Series([], dtype="object"), "rows": pd.Series([], dtype="int64"),
-    })
+    }
+    for index in indices:
+        columns[f"in_{index}"] = pd.Series([], dtype="int64")
+        columns[f"out_{index}"] = pd.Series([], dtype="int64")
+        columns[f"seconds_{index}"] = pd.Series([], dtype="float64")
+    return pd.DataFrame(columns)
 
 
-def _write_partition(frame: pd.DataFrame, tail: list[Stage], schema: pa.Schema, writer: dict[str, Any],
-                     partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Run the per-file stages and write one partition as Parquet parts named after its number."""
-    number = int((partition_info or {}).get("number", 0))
-    tail = copy.deepcopy(tail)  # per-file stages hold this partition's data keys: one copy per task
-    table = _to_table(frame, schema)
-    outputs = OutputFiles(encryption=writer["encryption"], per_file=[s for s in tail if getattr(s, "per_file", False)])
+def _write_piece(number: int, piece: Piece, *, source: InputSource, stages: list[Stage], indices: list[int],
+                writer: dict[str, Any]) -> pd.DataFrame:
+    """Read one piece batch by batch, run the row stages on each batch and write the partition as Parquet
+    parts named after its ``number``; returns the parts and the partition's counts (:func:`_written_meta`)."""
+    # Per-file stages hold this partition's data keys: one copy per task (the others are only read).
+    stages = [copy.deepcopy(s) if getattr(s, "per_file", False) else s for s in stages]
+    outputs = OutputFiles(encryption=writer["encryption"], per_file=[s for s in stages if getattr(s, "per_file", False)])
     parts = PartWriter(Path(writer["directory"]), writer["schema"], prefix=f".partition-{number:06d}",
                        rows_per_file=writer["rows_per_file"], compression=writer["compression"],
                        encryption=outputs.properties, file_metadata=outputs.metadata)
-    for piece in outputs.batches(iter([table]), parts):
-        for stage in tail:
-            piece = stage.transform(piece)  # type: ignore[attr-defined]
-        parts.write(piece)
+    rows_in = [0] * len(stages)
+    rows_out = [0] * len(stages)
+    seconds = [0.0] * len(stages)
+    read = 0
+    for batch in outputs.batches(source.read(piece, batch_rows=writer["batch_rows"]), parts):
+        read += batch.num_rows
+        for n, stage in enumerate(stages):
+            t0 = time.perf_counter()
+            rows_in[n] += batch.num_rows
+            batch = stage.transform(batch)  # type: ignore[attr-defined]
+            rows_out[n] += batch.num_rows
+            seconds[n] += time.perf_counter() - t0
+        parts.write(batch)
     files = parts.close(empty_part=False)  # a partition whose rows were all suppressed writes no part
-    return pd.DataFrame({
-        "partition": pd.Series([number] * len(files), dtype="int64"),
-        "part": pd.Series(range(len(files)), dtype="int64"),
-        "file": pd.Series([str(f) for f in files], dtype="object"),
-        "rows": pd.Series(parts.file_rows, dtype="int64"),
+    result = pd.DataFrame({
+        "partition": pd.Series([number] * (len(files) + 1), dtype="int64"),
+        "part": pd.Series([*range(len(files)), -1], dtype="int64"),
+        "file": pd.Series([*(str(f) for f in files), ""], dtype="object"),
+        "rows": pd.Series([*parts.file_rows, read], dtype="int64"),
     })
+    for n, index in enumerate(indices):
+        result[f"in_{index}"] = pd.Series([0] * len(files) + [rows_in[n]], dtype="int64")
+        result[f"out_{index}"] = pd.Series([0] * len(files) + [rows_out[n]], dtype="int64")
+        result[f"seconds_{index}"] = pd.Series([0.0] * len(files) + [seconds[n]], dtype="float64")
+    return result
 
 
 def _rename_in_order(data_dir: Path, table: pd.DataFrame) -> list[Path]:
