@@ -4,7 +4,9 @@ The in-memory :class:`~.criteria.Evaluator` holds every distinct tuple. This one
 chunk at a time and splits each node's classes into buckets by a hash of the class key, so a class
 never spans two buckets and each bucket is judged exactly on its own: memory follows the bucket
 size (``bucket_tuples``), not the table. Rows suppressed add up over buckets, so a node whose
-suppression passes the limit is rejected without reading the remaining buckets. Results are the
+suppression passes the limit is rejected without reading the remaining buckets. The numeric work
+(class keys and the split per chunk, reading and numbering a bucket while the previous one is
+judged) runs on ``threads`` threads, in order, so the result does not depend on them. Results are the
 same as the in-memory evaluator's; classes are identified by their key in the generalized values'
 mixed radix (what the ``k_anonymity`` stage's second pass computes for each row).
 
@@ -25,8 +27,12 @@ mixed radix (what the ``k_anonymity`` stage's second pass computes for each row)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,13 +41,17 @@ from .criteria import Criteria, NodeResult, factorize, judge, value_rank
 from .store import TupleStore, spill_error
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class ChunkedEvaluator:
     """Evaluates nodes against :class:`Criteria` over tuples on disk, ``bucket_tuples`` at a time."""
 
-    def __init__(self, store: TupleStore, hierarchies: dict[str, Hierarchy], criteria: Criteria, *, bucket_tuples: int) -> None:
+    def __init__(self, store: TupleStore, hierarchies: dict[str, Hierarchy], criteria: Criteria, *, bucket_tuples: int,
+                 threads: int | None = None) -> None:
         self.store = store
+        self.threads = max(1, threads if threads is not None else min(os.cpu_count() or 1, 4))
         self.criteria = criteria
         self.qis = list(hierarchies)
         self.hierarchies = hierarchies
@@ -86,12 +96,16 @@ class ChunkedEvaluator:
         values, classes, tuples = [], [], 0
         extra = [j for j in range(len(self.store.columns)) if j not in self._qi_columns]
         radix = [len(self.store.dictionaries[j]) for j in extra]
-        for _keys, ids, counts, _sensitive, more in self._buckets(tuple(0 for _ in self.qis), extra=extra):
+        def profile(bucket: Bucket) -> tuple[np.ndarray, np.ndarray, int]:
+            _keys, ids, counts, _sensitive, more = bucket
             sizes = np.bincount(ids, weights=counts).astype(np.int64)
             v, c = np.unique(sizes[sizes > 0], return_counts=True)
+            return v, c, _count_distinct([ids, *more], [int(ids.max(initial=0)) + 1, *radix])
+
+        for v, c, distinct in self._buckets(tuple(0 for _ in self.qis), extra=extra, then=profile):
             values.append(v)
             classes.append(c)
-            tuples += _count_distinct([ids, *more], [int(ids.max(initial=0)) + 1, *radix])
+            tuples += distinct
         if not values:
             return np.empty(0, np.int64), np.empty(0, np.int64), 0
         v, inverse = np.unique(np.concatenate(values), return_inverse=True)
@@ -102,9 +116,12 @@ class ChunkedEvaluator:
         suppressed = mono_suppressed = n_classes = 0
         failed: set[str] = set()
         kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        buckets = self._buckets(node)
-        for keys, ids, counts, sensitive, _ in buckets:
-            sizes, violating, mono_violating, names = judge(self.criteria, ids, len(keys), counts, sensitive, self._overall)
+        def judged(bucket: Bucket) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]]:
+            keys, ids, counts, sensitive, _ = bucket
+            return keys, judge(self.criteria, ids, len(keys), counts, sensitive, self._overall)
+
+        buckets = self._buckets(node, then=judged)
+        for keys, (sizes, violating, mono_violating, names) in buckets:
             suppressed += int(sizes[violating].sum())
             mono_suppressed += int(sizes[mono_violating].sum())
             present = sizes > 0
@@ -125,9 +142,11 @@ class ChunkedEvaluator:
             [name for name in self._order if name in failed], class_keys=keys_all,
         )
 
-    def _buckets(self, node: tuple[int, ...], *, extra: list[int] = ()) -> Iterator[Bucket]:  # type: ignore[assignment]
-        """Per bucket of classes: the class keys, each tuple's index among them, the tuple counts, the
-        sensitive codes and the codes of the ``extra`` store columns.
+    def _buckets(self, node: tuple[int, ...], *, then: Callable[[Bucket], _R],
+                 extra: list[int] = ()) -> Iterator[_R]:  # type: ignore[assignment]
+        """Per bucket of classes, ``then`` of: the class keys, each tuple's index among them, the tuple
+        counts, the sensitive codes and the codes of the ``extra`` store columns (``then`` runs on the
+        pool, so the next bucket is judged while the caller adds up this one).
 
         One pass computes every tuple's class key and writes the tuples, split by a hash of the key,
         to one file set per bucket; the buckets are then read back one at a time. A bucket's classes
@@ -138,32 +157,49 @@ class ChunkedEvaluator:
         sensitive_columns = [self.store.index(name) for name in self._sensitive]
         wanted = [*self._qi_columns, *sensitive_columns, *extra]
         d = len(self._qi_columns)
-        if self.buckets == 1:
-            parts: list[list[np.ndarray]] = []
-            for columns, counts in self.store.chunks(wanted):
-                parts.append([_generalized_key(columns[:d], tables, radix), counts, *columns[d:]])
-            if parts:
-                yield self._bucket_arrays([np.concatenate(arrays) for arrays in zip(*parts)], space, len(sensitive_columns))
-            return
-        widths = [np.dtype(np.int64), np.dtype(np.int32 if self.store.rows < 1 << 31 else np.int64)]
-        widths += [_code_dtype(len(self.store.dictionaries[j])) for j in wanted[d:]]
-        try:
-            spill = _BucketFiles(self.store.directory, self.buckets, widths)
-        except OSError as exc:
-            raise spill_error(self.store.directory.parent, exc) from None
-        try:
-            for columns, counts in self.store.chunks(wanted):
-                key = _generalized_key(columns[:d], tables, radix)
-                try:
-                    spill.write(_bucket(key, self.buckets), [key, counts, *columns[d:]])
-                except OSError as exc:
-                    raise spill_error(self.store.directory.parent, exc) from None
-            for p in range(self.buckets):
+        n_sensitive = len(sensitive_columns)
+
+        def keyed(chunk: tuple[list[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+            columns, counts = chunk
+            return [_generalized_key(columns[:d], tables, radix), counts, *columns[d:]]
+
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="privprep-kanon") as pool:
+            if self.buckets == 1:
+                parts = list(_in_order(pool, keyed, self.store.chunks(wanted), self.threads))
+                if parts:
+                    yield then(self._bucket_arrays([np.concatenate(arrays) for arrays in zip(*parts)], space, n_sensitive))
+                return
+            widths = [np.dtype(np.int64), np.dtype(np.int32 if self.store.rows < 1 << 31 else np.int64)]
+            widths += [_code_dtype(len(self.store.dictionaries[j])) for j in wanted[d:]]
+            try:
+                spill = _BucketFiles(self.store.directory, self.buckets, widths)
+            except OSError as exc:
+                raise spill_error(self.store.directory.parent, exc) from None
+
+            def split(chunk: tuple[list[np.ndarray], np.ndarray]) -> list[list[bytes]]:
+                arrays = keyed(chunk)
+                return spill.split(_bucket(arrays[0], self.buckets), arrays)
+
+            def load(p: int) -> tuple[_R] | None:
                 arrays = spill.read(p)
-                if len(arrays[0]):
-                    yield self._bucket_arrays(arrays, space, len(sensitive_columns))
-        finally:
-            spill.close()
+                return (then(self._bucket_arrays(arrays, space, n_sensitive)),) if len(arrays[0]) else None
+
+            loaded = None
+            try:
+                for blocks in _in_order(pool, split, self.store.chunks(wanted), self.threads):
+                    try:
+                        spill.append(blocks)
+                    except OSError as exc:
+                        raise spill_error(self.store.directory.parent, exc) from None
+                spill.finish()
+                loaded = _in_order(pool, load, range(self.buckets), self.threads - 1)
+                for bucket in loaded:
+                    if bucket is not None:
+                        yield bucket[0]
+            finally:
+                if loaded is not None:
+                    loaded.close()  # waits for a bucket still loading before its files go
+                spill.close()
 
     def _bucket_arrays(self, arrays: list[np.ndarray], space: int, n_sensitive: int) -> Bucket:
         key, counts = arrays[0], arrays[1].astype(np.int64)
@@ -189,21 +225,31 @@ class _BucketFiles:
         self._handles = [[open(path, "wb") for path in paths] for paths in self._paths]
         self._dtypes = dtypes
 
-    def write(self, which: np.ndarray, arrays: list[np.ndarray]) -> None:
+    def split(self, which: np.ndarray, arrays: list[np.ndarray]) -> list[list[bytes]]:
+        """Per bucket, per array, the bytes of the rows whose ``which`` is that bucket (no I/O; thread-safe)."""
         arrays = [array.astype(dtype, copy=False) for array, dtype in zip(arrays, self._dtypes)]
         if len(self._handles) <= 3:  # a scan per bucket beats sorting by bucket
-            for p, handles in enumerate(self._handles):
-                index = np.flatnonzero(which == p)
-                for handle, array in zip(handles, arrays):
-                    handle.write(np.take(array, index).tobytes())
-            return
+            indices = [np.flatnonzero(which == p) for p in range(len(self._handles))]
+            return [[np.take(array, index).tobytes() for array in arrays] for index in indices]
         order = np.argsort(which, kind="stable")  # a radix sort of the small bucket numbers
         bounds = np.concatenate(([0], np.cumsum(np.bincount(which, minlength=len(self._handles)))))
-        for a, array in enumerate(arrays):
-            ordered = np.take(array, order)
-            for p, handles in enumerate(self._handles):
-                if bounds[p + 1] > bounds[p]:
-                    handles[a].write(ordered[bounds[p] : bounds[p + 1]].tobytes())
+        ordered = [np.take(array, order) for array in arrays]
+        return [[array[bounds[p] : bounds[p + 1]].tobytes() for array in ordered] for p in range(len(self._handles))]
+
+    def append(self, blocks: list[list[bytes]]) -> None:
+        for handles, per_array in zip(self._handles, blocks):
+            for handle, block in zip(handles, per_array):
+                if block:
+                    handle.write(block)
+
+    def write(self, which: np.ndarray, arrays: list[np.ndarray]) -> None:
+        self.append(self.split(which, arrays))
+
+    def finish(self) -> None:
+        """Every bucket written: flush and close the files, so they can be read back on any thread."""
+        for handles in self._handles:
+            for handle in handles:
+                handle.close()
 
     def read(self, p: int) -> list[np.ndarray]:
         for handle in self._handles[p]:
@@ -219,6 +265,26 @@ class _BucketFiles:
             for path, handle in zip(paths, handles):
                 handle.close()
                 path.unlink(missing_ok=True)
+
+
+def _in_order(pool: ThreadPoolExecutor, func: Callable[[_T], _R], items: Iterable[_T], ahead: int) -> Iterator[_R]:
+    """``func`` over ``items`` on ``pool``, results in order, at most ``ahead`` + 1 items taken at a time
+    (``Executor.map`` would take them all). Closing it early waits for the calls still running."""
+    pending: deque[Future[_R]] = deque()
+    source = iter(items)
+    try:
+        for item in source:
+            pending.append(pool.submit(func, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        for future in pending:
+            if not future.cancelled():
+                future.exception()  # wait; its error, if any, is not the one being raised
 
 
 def _generalized_key(columns: list[np.ndarray], tables: list[np.ndarray], radix: list[int]) -> np.ndarray:

@@ -16,8 +16,11 @@ import pytest
 
 from privprep.schemas.errors import PrivacyError
 from privprep.transforms import KAnonymity
+from privprep.transforms.anonymity.criteria import Criteria, LDiversityCriterion
+from privprep.transforms.anonymity.external import ChunkedEvaluator
 from privprep.transforms.anonymity.store import TupleStore
 from privprep.transforms.anonymity.tuples import TupleCounter
+from privprep.transforms.hierarchies import build_hierarchy
 from tests.conftest import SHARED_DATA
 
 ADULT = SHARED_DATA / "adult"
@@ -176,3 +179,35 @@ def test_an_unwritable_spill_directory_is_a_one_line_output_error(tmp_path: Path
         for start in range(0, 100, 10):
             counter.observe(pa.table({"x": list(range(start, start + 10))}))
     assert "\n" not in str(info.value)
+
+
+def test_threads_do_not_change_any_node_and_early_rejection_leaves_no_files(tmp_path: Path) -> None:
+    """Keys, splits and buckets run on a thread pool in order: every node comes out the same whatever
+    the thread count, and a node rejected early waits for the bucket still loading before its files go."""
+    table = mixed_table(6000, seed=5)
+    counter = TupleCounter(["zip", "age", "dx"], spill_tuples=400, spill_dir=str(tmp_path))
+    for start in range(0, table.num_rows, 500):
+        counter.observe(table.slice(start, 500))
+    store = counter.result()
+    assert isinstance(store, TupleStore)
+    hierarchies = {
+        "zip": build_hierarchy({"mask": {}}, "zip", store.dictionaries[store.index("zip")]),
+        "age": build_hierarchy({"interval": {"widths": [5, 10, 20, 40]}}, "age", store.dictionaries[store.index("age")]),
+    }
+    criteria = Criteria(k=4, suppression_limit=0.03, l_diversity=(LDiversityCriterion("dx", 3),))
+    one = ChunkedEvaluator(store, hierarchies, criteria, bucket_tuples=300, threads=1)
+    three = ChunkedEvaluator(store, hierarchies, criteria, bucket_tuples=300, threads=3)
+    assert one.buckets > 4
+    nodes = [(z, a) for z in range(one.heights[0] + 1) for a in range(one.heights[1] + 1)]
+    for node in nodes:
+        a, b = one.evaluate(node), three.evaluate(node)
+        assert (a.suppressed_rows, a.n_classes, a.valid, a.monotone_valid, a.failed) == \
+            (b.suppressed_rows, b.n_classes, b.valid, b.monotone_valid, b.failed)
+        assert np.array_equal(a.class_keys, b.class_keys) and np.array_equal(a.sizes, b.sizes)
+        assert np.array_equal(a.violating, b.violating)
+        assert one.is_valid(node) == three.is_valid(node)  # the early-rejecting path
+    assert [p.name for p in store.directory.iterdir() if p.name.startswith("bucket-")] == []
+    profile_one, profile_three = one.bottom_profile(), three.bottom_profile()
+    assert all(np.array_equal(x, y) for x, y in zip(profile_one[:2], profile_three[:2]))
+    assert profile_one[2] == profile_three[2] > 0
+    store.close()
