@@ -5,11 +5,11 @@
 * Pass 1: every partition is observed by its own copy of each global/release stage; the copies are
   combined by a tree reduction (``merge``, ``split_every`` at a time, left to right), and the result is
   merged into the client's stage, which then decides or releases on the client.
-* Pass 2: one ``map_partitions`` call with an explicit ``meta`` (pandas partitions with Arrow dtypes,
-  so Arrow types survive exactly) runs every map and global stage over its partition batch by batch,
-  as the streaming engine does over its input, and writes the partition as Parquet parts; the parts
-  are then renamed in input order into ``data/part-NNNNN.parquet``. Fusing the stages into one task
-  per partition keeps each partition on one worker: no pandas round trip or transfer between stages.
+* Pass 2: ``dask.dataframe.from_map`` over the pieces, with an explicit ``meta``: one task per
+  partition reads its piece batch by batch, runs every map and global stage on each batch exactly as
+  the streaming engine does over its input, and writes the partition as Parquet parts; the parts are
+  then renamed in input order into ``data/part-NNNNN.parquet``. A partition is never whole in memory
+  and nothing moves between workers but the small table of parts (with each stage's rows and seconds).
 
 The output has the same rows in the same order as the streaming engine's, the same pseudonyms,
 tokens, generalization and suppression, and the same DP releases for the same seed (partial sums are
@@ -112,14 +112,18 @@ class DaskEngine:
         if self.scheduler is None:
             workers = self.workers or os.cpu_count() or 1
             # No spilling to disk and quiet workers: nothing of the data or the stages reaches disk or logs.
-            # No statistical profiler: it samples every worker's stack every 10 ms, which cost 8 % of
-            # pass 2 here, and a run has no dashboard to show it on.
+            # Tuned for one batch job: no statistical profiler (it samples every worker's stack every
+            # 10 ms: 8 % of pass 2 here; a run has no dashboard to show it on), and the nanny's usual
+            # environment without MALLOC_TRIM_THRESHOLD_ (returning freed memory at once, then
+            # faulting it back in, cost another 7 %).
             self._stack.enter_context(dask.config.set({
                 "distributed.worker.memory.spill": False,
                 "distributed.worker.memory.target": False,
                 "distributed.logging.distributed": "error",
                 "distributed.worker.profile.enabled": False,
-                "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+                "distributed.nanny.pre-spawn-environ": {
+                    "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+                },
             }))
             cluster = self._stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,

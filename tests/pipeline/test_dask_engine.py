@@ -248,3 +248,22 @@ def test_csv_input_gives_the_same_output(tmp_path: Path, dataset: Path) -> None:
     assert dask.report["input"]["rows"] == streaming.report["input"]["rows"] == 1500
     assert [(s["rows_in"], s["rows_out"]) for s in dask.report["stages"]] == \
         [(s["rows_in"], s["rows_out"]) for s in streaming.report["stages"]]
+
+
+def _worker_settings() -> tuple[Any, ...]:
+    import os
+
+    import dask
+
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+            dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_the_local_cluster_runs_its_workers_without_profiler_or_malloc_trim(monkeypatch) -> None:
+    """Both cost a worker 15 % over the streaming engine on the same rows (bench_scale.py)."""
+    from privprep.pipeline.dask_engine import DaskEngine
+
+    monkeypatch.setenv("PRIVPREP_DASK_WORKERS", "1")
+    with DaskEngine() as engine:
+        settings = engine.client.run(_worker_settings)
+    assert list(settings.values()) == [(None, "1", False)]

@@ -3,7 +3,7 @@
 The in-memory :class:`~.criteria.Evaluator` holds every distinct tuple. This one reads the store a
 chunk at a time and splits each node's classes into buckets by a hash of the class key, so a class
 never spans two buckets and each bucket is judged exactly on its own: memory follows the bucket
-size (``bucket_tuples``), not the table. Rows suppressed add up over buckets, so a node whose
+size (``bucket_tuples`` over all threads), not the table. Rows suppressed add up over buckets, so a node whose
 suppression passes the limit is rejected without reading the remaining buckets. The numeric work
 (class keys and the split per chunk, reading and numbering a bucket while the previous one is
 judged) runs on ``threads`` threads, in order, so the result does not depend on them. Results are the
@@ -70,7 +70,8 @@ class ChunkedEvaluator:
             whole = np.bincount(rank, weights=counts, minlength=len(counts)) if rank is not None else counts
             self._overall[name] = whole / max(whole.sum(), 1)
         self._order = ["k", *(f"l_diversity[{c.column}]" for c in criteria.l_diversity), *(f"t_closeness[{n}]" for n, _ in criteria.t_closeness)]
-        self.buckets = max(1, math.ceil(store.stored / max(int(bucket_tuples), 1)))
+        # each thread holds a bucket: together they hold about ``bucket_tuples`` tuples
+        self.buckets = max(1, math.ceil(store.stored * self.threads / max(int(bucket_tuples), 1)))
         self.checks = 0
 
     @staticmethod
@@ -165,7 +166,7 @@ class ChunkedEvaluator:
 
         with ThreadPoolExecutor(self.threads, thread_name_prefix="privprep-kanon") as pool:
             if self.buckets == 1:
-                parts = list(_in_order(pool, keyed, self.store.chunks(wanted), self.threads))
+                parts = list(_in_order(pool, keyed, self.store.chunks(wanted), self.threads - 1))
                 if parts:
                     yield then(self._bucket_arrays([np.concatenate(arrays) for arrays in zip(*parts)], space, n_sensitive))
                 return
@@ -186,7 +187,7 @@ class ChunkedEvaluator:
 
             loaded = None
             try:
-                for blocks in _in_order(pool, split, self.store.chunks(wanted), self.threads):
+                for blocks in _in_order(pool, split, self.store.chunks(wanted), self.threads):  # one more: this thread writes
                     try:
                         spill.append(blocks)
                     except OSError as exc:
