@@ -123,6 +123,7 @@ class DaskEngine:
                 "distributed.worker.profile.enabled": False,
                 "distributed.nanny.pre-spawn-environ": {
                     "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+                    "MALLOC_TRIM_THRESHOLD_": None,  # Dask's way to leave it out (one set in the environment stays)
                 },
             }))
             cluster = self._stack.enter_context(LocalCluster(

@@ -264,6 +264,7 @@ def test_the_local_cluster_runs_its_workers_without_profiler_or_malloc_trim(monk
     from privprep.pipeline.dask_engine import DaskEngine
 
     monkeypatch.setenv("PRIVPREP_DASK_WORKERS", "1")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny started earlier in this process sets it here
     with DaskEngine() as engine:
         settings = engine.client.run(_worker_settings)
     assert list(settings.values()) == [(None, "1", False)]
