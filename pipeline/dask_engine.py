@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from privprep.schemas.errors import NotAvailableError, UsageError
 from privprep.transforms.base import GlobalStage, ReleaseStage, Stage
 
-from .engine import Observer, WriteResult
+from .engine import Observer, StageTally, WriteResult
 from .io import InputSource, PartWriter, Piece
 from .output_files import OutputFiles
 from .plan import Plan
@@ -204,8 +203,7 @@ class DaskEngine:
         # One task per partition reads its piece batch by batch, runs every row stage on each batch as
         # the streaming engine does, and writes the partition's parts: the partition is never whole in
         # memory, and nothing moves between workers but the small table of parts written.
-        parts = dd.from_map(_write_piece, range(len(pieces)), pieces, source=source,
-                            stages=[s for _, s in row_stages], indices=indices, writer=writer,
+        parts = dd.from_map(_write_piece, range(len(pieces)), pieces, source=source, stages=row_stages, writer=writer,
                             meta=_written_meta(indices), enforce_metadata=False)
         with progress.step(f"writing {len(pieces)} partition(s) on Dask"):
             (table,) = self._compute(parts)
@@ -267,29 +265,22 @@ def _written_meta(indices: list[int]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _write_piece(number: int, piece: Piece, *, source: InputSource, stages: list[Stage], indices: list[int],
-                writer: dict[str, Any]) -> pd.DataFrame:
-    """Read one piece batch by batch, run the row stages on each batch and write the partition as Parquet
-    parts named after its ``number``; returns the parts and the partition's counts (:func:`_written_meta`)."""
+def _write_piece(number: int, piece: Piece, *, source: InputSource, stages: list[tuple[int, Stage]],
+                 writer: dict[str, Any]) -> pd.DataFrame:
+    """Read one piece batch by batch, run the row stages (index, stage) on each batch and write the
+    partition as Parquet parts named after its ``number``; returns the parts and the partition's
+    counts (:func:`_written_meta`)."""
     # Per-file stages hold this partition's data keys: one copy per task (the others are only read).
-    stages = [copy.deepcopy(s) if getattr(s, "per_file", False) else s for s in stages]
-    outputs = OutputFiles(encryption=writer["encryption"], per_file=[s for s in stages if getattr(s, "per_file", False)])
+    stages = [(i, copy.deepcopy(s) if getattr(s, "per_file", False) else s) for i, s in stages]
+    outputs = OutputFiles(encryption=writer["encryption"], per_file=[s for _, s in stages if getattr(s, "per_file", False)])
     parts = PartWriter(Path(writer["directory"]), writer["schema"], prefix=f".partition-{number:06d}",
                        rows_per_file=writer["rows_per_file"], compression=writer["compression"],
                        encryption=outputs.properties, file_metadata=outputs.metadata)
-    rows_in = [0] * len(stages)
-    rows_out = [0] * len(stages)
-    seconds = [0.0] * len(stages)
+    tally = StageTally()
     read = 0
     for batch in outputs.batches(source.read(piece, batch_rows=writer["batch_rows"]), parts):
         read += batch.num_rows
-        for n, stage in enumerate(stages):
-            t0 = time.perf_counter()
-            rows_in[n] += batch.num_rows
-            batch = stage.transform(batch)  # type: ignore[attr-defined]
-            rows_out[n] += batch.num_rows
-            seconds[n] += time.perf_counter() - t0
-        parts.write(batch)
+        parts.write(tally.run(batch, stages))
     files = parts.close(empty_part=False)  # a partition whose rows were all suppressed writes no part
     result = pd.DataFrame({
         "partition": pd.Series([number] * (len(files) + 1), dtype="int64"),
@@ -297,10 +288,10 @@ def _write_piece(number: int, piece: Piece, *, source: InputSource, stages: list
         "file": pd.Series([*(str(f) for f in files), ""], dtype="object"),
         "rows": pd.Series([*parts.file_rows, read], dtype="int64"),
     })
-    for n, index in enumerate(indices):
-        result[f"in_{index}"] = pd.Series([0] * len(files) + [rows_in[n]], dtype="int64")
-        result[f"out_{index}"] = pd.Series([0] * len(files) + [rows_out[n]], dtype="int64")
-        result[f"seconds_{index}"] = pd.Series([0.0] * len(files) + [seconds[n]], dtype="float64")
+    for index, _ in stages:
+        result[f"in_{index}"] = pd.Series([0] * len(files) + [tally.rows_in[index]], dtype="int64")
+        result[f"out_{index}"] = pd.Series([0] * len(files) + [tally.rows_out[index]], dtype="int64")
+        result[f"seconds_{index}"] = pd.Series([0.0] * len(files) + [tally.seconds[index]], dtype="float64")
     return result
 
 

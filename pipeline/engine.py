@@ -53,6 +53,26 @@ class WriteResult:
     rows_out_by_stage: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class StageTally:
+    """Rows in, rows out and seconds of each row stage (by its index in the plan), over the batches
+    :meth:`run` has taken through them."""
+
+    rows_in: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    rows_out: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    seconds: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+
+    def run(self, table: pa.Table, stages: list[tuple[int, Stage]]) -> pa.Table:
+        """``table`` through ``stages`` (index, stage) in order, counted."""
+        for index, stage in stages:
+            t0 = time.perf_counter()
+            self.rows_in[index] += table.num_rows
+            table = stage.transform(table)  # type: ignore[attr-defined]
+            self.rows_out[index] += table.num_rows
+            self.seconds[index] += time.perf_counter() - t0
+        return table
+
+
 class Engine(Protocol):
     """The two data passes over a plan's input."""
 
@@ -117,29 +137,22 @@ class StreamingEngine:
             encryption=outputs.properties, file_metadata=outputs.metadata,
         )
         rows_in = 0
-        rows_in_by_stage: dict[int, int] = defaultdict(int)
-        rows_out_by_stage: dict[int, int] = defaultdict(int)
+        row_stages = [(i, s) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
+        tally = StageTally()
         batches = plan.source.batches(batch_rows=io.batch_rows, piece_rows=io.partition_rows)
         with progress.task("writing", plan.source.rows) as advance:
             for table in outputs.batches(batches, writer):
-                batch_rows = table.num_rows
-                rows_in += batch_rows
-                for index, stage in enumerate(plan.stages):
-                    if stage.kind not in ("map", "global"):
-                        continue
-                    t1 = time.perf_counter()
-                    rows_in_by_stage[index] += table.num_rows
-                    table = stage.transform(table)  # type: ignore[attr-defined]
-                    rows_out_by_stage[index] += table.num_rows
-                    seconds[index] += time.perf_counter() - t1
-                writer.write(table)
-                advance(batch_rows)
+                rows_in += table.num_rows
+                writer.write(tally.run(table, row_stages))
+                advance(table.num_rows)
         files = writer.close()
+        for index, spent in tally.seconds.items():
+            seconds[index] += spent
         return WriteResult(rows_in=rows_in, rows_out=writer.rows, files=files,
-                           rows_in_by_stage=dict(rows_in_by_stage), rows_out_by_stage=dict(rows_out_by_stage))
+                           rows_in_by_stage=dict(tally.rows_in), rows_out_by_stage=dict(tally.rows_out))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
 
 
-__all__ = ["Engine", "Observer", "StreamingEngine", "WriteResult", "observers"]
+__all__ = ["Engine", "Observer", "StageTally", "StreamingEngine", "WriteResult", "observers"]

@@ -150,7 +150,7 @@ class ChunkedEvaluator:
         pool, so the next bucket is judged while the caller adds up this one).
 
         One pass computes every tuple's class key and writes the tuples, split by a hash of the key,
-        to one file set per bucket; the buckets are then read back one at a time. A bucket's classes
+        to one file set per bucket; the buckets are then read back in order. A bucket's classes
         are numbered by the key itself when the key space is small, else by one sort."""
         tables = [self._tables[i][level] for i, level in enumerate(node)]
         radix = [self.cards[i][level] for i, level in enumerate(node)]
@@ -242,9 +242,6 @@ class _BucketFiles:
             for handle, block in zip(handles, per_array):
                 if block:
                     handle.write(block)
-
-    def write(self, which: np.ndarray, arrays: list[np.ndarray]) -> None:
-        self.append(self.split(which, arrays))
 
     def finish(self) -> None:
         """Every bucket written: flush and close the files, so they can be read back on any thread."""
