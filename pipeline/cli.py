@@ -93,6 +93,10 @@ def keys_new(
     purpose: Optional[str] = typer.Option(None, "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
     key_id: Optional[str] = typer.Option(None, "--id", help="id of the new key (with --purpose)"),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="do nothing if the keyring already exists"),
+    force: bool = typer.Option(
+        False, "--force", help="add the new key(s) even where the keyring already has a key of that purpose: "
+        "they become the primary keys (a rotation; keys rotate does one purpose)"
+    ),
     public_out: Optional[Path] = typer.Option(
         None, "--public-out", help="with --purpose recipient: where to write the public key (default: <keyring folder>/<id>.pub)"
     ),
@@ -100,11 +104,13 @@ def keys_new(
     """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose).
     With --purpose recipient the private key goes into the keyring and the public key into a .pub file."""
     _logging(False)
+    if exist_ok and force:
+        raise UsageError("--exist-ok keeps an existing keyring as it is and --force adds new primary keys to it; give one of them")
     if exist_ok and out.exists():
         Keyring.load(out)
         typer.echo(f"keyring {out} exists; left as it is", err=True)
         return
-    ring = Keyring.create(out, purpose=purpose, key_id=key_id)
+    ring = Keyring.create(out, purpose=purpose, key_id=key_id, force=force)
     typer.echo(f"keyring {out}: {len(ring.entries())} key(s); material not shown", err=True)
     if purpose == "recipient":
         _write_public(ring, ring.entries()[-1].id, public_out)

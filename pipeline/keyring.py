@@ -68,14 +68,42 @@ class Keyring:
         return ring
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, purpose: str | None = None, key_id: str | None = None) -> "Keyring":
+    def create(
+        cls, path: str | os.PathLike[str], *, purpose: str | None = None, key_id: str | None = None, force: bool = False
+    ) -> "Keyring":
         """Create a keyring (or add to an existing one): one new key of ``purpose``, or without a purpose one
-        new primary key for each symmetric purpose."""
+        new primary key for each symmetric purpose.
+
+        A new key becomes its purpose's primary key, so adding one of a purpose the keyring already holds
+        is a rotation (new pseudonyms and tokens no longer join earlier outputs): that is refused unless
+        ``force`` is given; :meth:`add` (``privprep keys rotate``) rotates one purpose deliberately.
+        Adding a purpose the keyring does not hold yet needs no ``force``.
+
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "dev.keyring"
+        >>> first = Keyring.create(path)
+        >>> Keyring.create(path)
+        Traceback (most recent call last):
+        ...
+        privprep.schemas.errors.KeyringError: keyring '...' already exists with primary pseudonymize, tokenize, encrypt keys; ...
+        >>> len(Keyring.create(path, purpose="recipient").entries())  # a new purpose: nothing is replaced
+        4
+        """
         path = Path(path)
         ring = cls.load(path) if path.exists() else cls(path, KeyringFile())
         purposes = [purpose] if purpose else list(SYMMETRIC_PURPOSES)
         if key_id is not None and len(purposes) != 1:
             raise KeyringError("--id needs --purpose: without it one key per purpose is made")
+        held = {entry.purpose for entry in ring.entries()}
+        replaced = [name for name in purposes if name in held]
+        if replaced and not force:
+            rotate = replaced[0] if len(replaced) == 1 else "P"
+            raise KeyringError(
+                f"keyring '{path}' already exists with primary {', '.join(replaced)} key{'s' if len(replaced) > 1 else ''}; "
+                f"a new one would replace {'them' if len(replaced) > 1 else 'it'} (new pseudonyms and tokens no longer join "
+                f"earlier outputs). To rotate deliberately use: privprep keys rotate {path} --purpose {rotate}; "
+                "to keep the keyring: --exist-ok; to add new primary keys anyway: --force"
+            )
         for name in purposes:
             ring.add(name, key_id=key_id)
         ring.save()

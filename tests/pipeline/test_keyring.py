@@ -33,7 +33,7 @@ def test_new_keyring_has_one_key_per_symmetric_purpose_and_mode_0600(tmp_path: P
 def test_list_shows_ids_never_material(tmp_path: Path, cli) -> None:
     path = tmp_path / "dev.keyring"
     cli("keys", "new", "--out", path)
-    cli("keys", "new", "--out", path, "--purpose", "pseudonymize", "--id", "pseudo-2027")
+    assert cli("keys", "new", "--out", path, "--purpose", "pseudonymize", "--id", "pseudo-2027", "--force").code == 0
     listed = cli("keys", "list", path)
     assert listed.code == 0 and "pseudo-2027" in listed.out and "tokenize" in listed.out
     as_json = json.loads(cli("keys", "list", path, "--json").out)
@@ -56,8 +56,8 @@ def test_primary_key_is_the_newest_of_its_purpose(tmp_path: Path, cli) -> None:
 def test_duplicate_id_and_id_without_purpose_are_refused(tmp_path: Path, cli) -> None:
     path = tmp_path / "dev.keyring"
     assert cli("keys", "new", "--out", path, "--purpose", "encrypt", "--id", "e1").code == 0
-    again = cli("keys", "new", "--out", path, "--purpose", "encrypt", "--id", "e1")
-    assert again.code == 2 and "already exists" in again.err
+    again = cli("keys", "new", "--out", path, "--purpose", "encrypt", "--id", "e1", "--force")
+    assert again.code == 2 and "key id 'e1' already exists" in again.err
     assert cli("keys", "new", "--out", tmp_path / "b.keyring", "--id", "x").code == 2
 
 
@@ -67,6 +67,41 @@ def test_exist_ok_leaves_the_keyring_alone(tmp_path: Path, cli) -> None:
     before = path.read_bytes()
     assert cli("keys", "new", "--out", path, "--exist-ok").code == 0
     assert path.read_bytes() == before
+
+
+def test_keys_new_over_an_existing_keyring_refuses_to_replace_its_primary_keys(tmp_path: Path, cli) -> None:
+    """Issue 23: a second ``keys new`` silently made new primary keys, so later pseudonyms no longer joined."""
+    path = tmp_path / "dev.keyring"
+    assert cli("keys", "new", "--out", path).code == 0
+    before = path.read_bytes()
+    again = cli("keys", "new", "--out", path)
+    assert again.code == 2 and path.read_bytes() == before
+    lines = again.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in again.err
+    assert f"privprep keys rotate {path} --purpose P" in lines[0] and "--exist-ok" in lines[0] and "--force" in lines[0]
+    one = cli("keys", "new", "--out", path, "--purpose", "tokenize", "--id", "t2")
+    assert one.code == 2 and f"keys rotate {path} --purpose tokenize" in one.err and path.read_bytes() == before
+    for material in material_of(path):
+        assert material not in again.err + one.err
+
+
+def test_keys_new_force_rotates_and_a_new_purpose_needs_no_force(tmp_path: Path, cli) -> None:
+    path = tmp_path / "dev.keyring"
+    assert cli("keys", "new", "--out", path).code == 0
+    first = Keyring.load(path).primary_ids()
+    assert cli("keys", "new", "--out", path, "--purpose", "recipient", "--id", "r1").code == 0  # nothing replaced
+    assert Keyring.load(path).primary_ids() == first | {"r1"}
+    assert cli("keys", "new", "--out", path, "--force").code == 0
+    ring = Keyring.load(path)
+    assert len(ring.entries()) == 7 and ring.primary_ids().isdisjoint(first) and "r1" in ring.primary_ids()
+    both = cli("keys", "new", "--out", path, "--force", "--exist-ok")
+    assert both.code == 2 and "give one of them" in both.err and len(Keyring.load(path).entries()) == 7
+
+
+def test_exist_ok_creates_a_missing_keyring(tmp_path: Path, cli) -> None:
+    path = tmp_path / "new.keyring"
+    assert cli("keys", "new", "--out", path, "--exist-ok").code == 0
+    assert [e.purpose for e in Keyring.load(path).entries()] == ["pseudonymize", "tokenize", "encrypt"]
 
 
 def test_missing_unknown_and_wrong_purpose_keys(tmp_path: Path) -> None:
