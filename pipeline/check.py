@@ -1,6 +1,12 @@
 """``privprep check``: measure k, l-diversity, t-closeness and re-identification risk of any Parquet or
 CSV input, streaming, without changing it. Missing values count as a category of their own.
 
+Columns that privprep encrypted or tokenized (Arrow ``binary`` with the ciphertext header, see
+:mod:`privprep.transforms.ciphertext`) are recognized by their field note or their values' header:
+a randomized ciphertext (``encrypt``) makes every value distinct, so measuring over it is refused;
+a deterministic token (``tokenize``) keeps equality, so k, classes, risk and l-diversity over tokens
+are those of the original values, with a warning (``warnings`` in the result).
+
 >>> import tempfile, pathlib, pyarrow as pa, pyarrow.parquet as pq
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.parquet"
 >>> pq.write_table(pa.table({"zip": ["1", "1", "2", "2"], "dx": ["a", "b", "a", "a"]}), path)
@@ -11,17 +17,23 @@ CSV input, streaming, without changing it. Missing values count as a category of
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from privprep.schemas.errors import UsageError
+from privprep.schemas.errors import DataError, UsageError
 from privprep.transforms.anonymity import measures
 from privprep.transforms.anonymity.criteria import Criteria, Evaluator, sensitive_codes
 from privprep.transforms.anonymity.tuples import TupleCounter
+from privprep.transforms.ciphertext import FORMAT_TOKEN, split_by_header
 from privprep.transforms.hierarchies import Hierarchy
+from privprep.transforms.protected import Protection
 
 from .io import InputSource
+
+log = logging.getLogger(__name__)
 
 
 def measure(
@@ -45,6 +57,7 @@ def measure(
     missing = [c for c in columns if c not in source.schema.names]
     if missing:
         raise UsageError(f"column(s) not in input '{input}': {', '.join(missing)} (it has: {', '.join(source.schema.names)})")
+    warnings = _protected_columns(source, quasi_identifiers, sensitive, batch_rows)
     counter = TupleCounter(columns)
     for table in source.batches(columns, batch_rows=batch_rows):
         counter.observe(table)
@@ -62,6 +75,8 @@ def measure(
         "equivalence_classes": int(present.sum()),
         "risk": measures.risk(sizes),
     }
+    if warnings:
+        result["warnings"] = warnings
     if k is not None:
         result["k_target"] = k
         result["rows_below_k"] = int(sizes[present & (sizes < k)].sum())
@@ -87,7 +102,56 @@ def measure(
 
 
 def _identity(column: str, values: Any) -> Hierarchy:
+    if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):  # tokens: classes need codes, not text
+        values = pa.array(np.arange(len(values)), pa.int64(), mask=np.asarray(values.is_null()))
     return Hierarchy(column=column, values=values, levels=(pa.array(["*"] * len(values), pa.string()),))
+
+
+def _protected_columns(source: InputSource, quasi_identifiers: list[str], sensitive: list[str], batch_rows: int) -> list[str]:
+    """Refuse privprep ciphertext columns among the measured ones (exit 2); warnings for token columns."""
+    binary = [c for c in dict.fromkeys([*quasi_identifiers, *sensitive])
+              if pa.types.is_binary(source.schema.field(c).type) or pa.types.is_large_binary(source.schema.field(c).type)]
+    if not binary:
+        return []
+    first = next(iter(source.batches(binary, batch_rows=min(batch_rows, 4096))), None)
+    warnings = []
+    for column in binary:
+        scheme = _scheme(source.schema.field(column), first.column(column) if first is not None else None)
+        flag = "--qi" if column in quasi_identifiers else "--sensitive"
+        if scheme == "encrypt":
+            measured = ("the other quasi-identifiers' k, classes and risk" if flag == "--qi"
+                        else "k and risk over the --qi without it")
+            raise UsageError(
+                f"{flag} column '{column}' is encrypted (randomized privprep ciphertexts: every value differs, so "
+                f"{'classes' if flag == '--qi' else 'l-diversity and t-closeness'} over it measure nothing); "
+                f"measure {measured}, or decrypt it first: privprep decrypt RUN_DIR --keyring FILE --columns {column}"
+            )
+        if scheme == "tokenize":
+            what = ("k, classes and risk are those of the original values" if flag == "--qi"
+                    else "distinct and entropy l are those of the original values; t-closeness uses the equal distance "
+                         "(the original order is hidden)")
+            warnings.append(f"column '{column}' is tokenized: deterministic tokens keep equality, so {what} "
+                            "(tokens under a rotated key split a value in two)")
+    for line in warnings:
+        log.warning("warning: %s", line)
+    return warnings
+
+
+def _scheme(field: pa.Field, values: pa.ChunkedArray | None) -> str | None:
+    """``encrypt``, ``tokenize`` or ``None``: from the field's privprep note, else from the values' header."""
+    try:
+        note = Protection.from_field(field)
+    except DataError:
+        note = None
+    if note is not None:
+        return note.scheme
+    if values is None or values.null_count == len(values):
+        return None
+    try:
+        groups = split_by_header(values, column=field.name)
+    except DataError:
+        return None  # binary values that are not privprep ciphertexts: measured as they are
+    return "tokenize" if all(g.format == FORMAT_TOKEN for g in groups) else "encrypt"
 
 
 def format_text(result: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from privprep.schemas.keyring import SecretKey
+from privprep.transforms import Encrypt, Tokenize
 from tests.conftest import SHARED_DATA, tree_digest
 
 PYCANON = SHARED_DATA / "pycanon"
@@ -54,3 +56,60 @@ def test_pycanon_k5_table_is_5_anonymous(cli) -> None:
     frame = pd.read_csv(PYCANON / "StudentsMath_Score.csv")
     assert original["k"] == frame.groupby(qis.split(","), dropna=False).size().min()
     assert original["equivalence_classes"] == frame.groupby(qis.split(","), dropna=False).ngroups
+
+
+# -- encrypted and tokenized columns (issue 23) ---------------------------------------------------------------
+
+ENC_KEY = SecretKey(id="enc-1", purpose="encrypt", material=bytes(range(32)))
+TOK_KEY = SecretKey(id="tok-1", purpose="tokenize", material=bytes(range(64)))
+
+
+def protected_table() -> tuple[pa.Table, pd.DataFrame]:
+    """zip, a tokenized QI and an encrypted sensitive column, as a run writes them (field notes kept)."""
+    plain = pd.DataFrame({"zip": ["1", "1", "1", "2", "2", "2", "2"], "nid": ["a", "a", "b", "c", "c", "c", None],
+                          "dx": ["flu", "cold", "flu", "flu", "flu", "cold", "flu"]})
+    table = pa.Table.from_pandas(plain, preserve_index=False)
+    table = Tokenize(columns=["nid"], domain="nid", key=TOK_KEY).apply(table)
+    return Encrypt(columns=["dx"], key=ENC_KEY).apply(table), plain
+
+
+def test_check_refuses_encrypted_columns_and_says_what_to_measure(tmp_path: Path, cli) -> None:
+    table, _ = protected_table()
+    path = tmp_path / "run.parquet"
+    pq.write_table(table, path)
+    assert table.schema.field("dx").metadata  # the field note is there; the next file has none
+    bare = tmp_path / "bare.parquet"  # e.g. a copy made by another tool: values only, no note
+    pq.write_table(pa.table({n: pa.chunked_array(table.column(n).chunks, table.column(n).type) for n in table.column_names},
+                            schema=pa.schema([pa.field(f.name, f.type) for f in table.schema])), bare)
+    assert not pq.read_schema(bare).field("dx").metadata
+    for source in (path, bare):
+        as_sensitive = cli("check", source, "--qi", "zip", "--sensitive", "dx")
+        assert as_sensitive.code == 2 and as_sensitive.out == "" and "Traceback" not in as_sensitive.err
+        line, = as_sensitive.err.strip().splitlines()
+        assert "--sensitive column 'dx' is encrypted" in line and "k and risk over the --qi without it" in line
+        assert "privprep decrypt" in line and "distinct l" not in line
+        as_qi = cli("check", source, "--qi", "zip,dx", "--json")
+        assert as_qi.code == 2 and "--qi column 'dx' is encrypted" in as_qi.err and "other quasi-identifiers" in as_qi.err
+
+
+def test_check_over_tokens_measures_the_original_classes_with_a_warning(tmp_path: Path, cli) -> None:
+    table, plain = protected_table()
+    path = tmp_path / "run.parquet"
+    pq.write_table(table.drop_columns(["dx"]).append_column("dx", pa.array(plain["dx"])), path)
+    result = cli("check", path, "--qi", "zip,nid", "--sensitive", "dx", "--json")
+    assert result.code == 0, result.err
+    out = json.loads(result.out)
+    groups = plain.groupby(["zip", "nid"], dropna=False)
+    assert out["k"] == groups.size().min() == 1 and out["equivalence_classes"] == groups.ngroups == 4
+    assert out["l_diversity"] == groups["dx"].nunique().min() == 1
+    assert "column 'nid' is tokenized" in out["warnings"][0] and "warning: column 'nid' is tokenized" in result.err
+    as_sensitive = json.loads(cli("check", path, "--qi", "zip", "--sensitive", "nid", "--json").out)
+    assert as_sensitive["l_diversity"] == plain.groupby("zip")["nid"].nunique(dropna=False).min() == 2
+    assert as_sensitive["sensitive"]["nid"]["t_distance"] == "equal" and "equal distance" in as_sensitive["warnings"][0]
+
+
+def test_check_measures_other_binary_columns_as_they_are(tmp_path: Path, cli) -> None:
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"zip": ["1", "1", "2", "2"], "blob": [b"\x00\xff", b"\x00\xff", b"\x11", b"\x11\x05"]}), path)
+    result = cli("check", path, "--qi", "zip,blob", "--json")
+    assert result.code == 0 and json.loads(result.out)["k"] == 1 and "warnings" not in json.loads(result.out)
