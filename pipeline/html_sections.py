@@ -296,8 +296,11 @@ def _local(local: dict[str, Any] | None) -> str:
 def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     keys = [("epsilon", "ε"), ("delta", "δ"), ("accountant", "Accountant"), ("noise_multiplier", "Noise multiplier"),
             ("max_grad_norm", "Max gradient norm"), ("sample_rate", "Sample rate"), ("epochs", "Epochs"), ("steps", "Steps"),
-            ("rows", "Training rows")]
-    kpis = cards([("Accuracy", pct(s.get("accuracy")), "held-out split"), ("ε spent", num(s["epsilon"]), f"δ {num(s['delta'])}"),
+            ("train_rows", "Rows trained on"), ("holdout_rows", "Rows held out (never trained on)"),
+            ("rows", "Rows read (trained on + held out)")]
+    held = s.get("holdout_rows")
+    kpis = cards([("Accuracy", pct(s.get("accuracy")), f"on {num(held)} held-out rows" if held is not None else "held-out split"),
+                  ("ε spent", num(s["epsilon"]), f"δ {num(s['delta'])}"),
                   ("Epochs", num(s["epochs"]), f"{num(s['steps'])} steps")])
     rows = [(label, raw(s[key])) for key, label in keys if s.get(key) is not None]
     history = s.get("history") or []

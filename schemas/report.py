@@ -269,7 +269,9 @@ class TrainEntry(StageBase):
     sample_rate: Annotated[float, Field(gt=0, le=1)]
     epochs: Count
     steps: Count
-    rows: Count
+    rows: Count = Field(description="rows read from the sanitized output: train_rows + holdout_rows")
+    train_rows: Count | None = Field(None, description="rows trained on")
+    holdout_rows: Count | None = Field(None, description="rows held out for the accuracy, never trained on")
     accuracy: Probability | None = Field(description="on the held-out split")
     history: list[TrainEpoch] | None = Field(None, description="per epoch: accuracy and epsilon spent so far")
 

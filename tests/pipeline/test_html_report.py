@@ -11,6 +11,7 @@ import logging
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,70 @@ def test_chromium_renders_the_page_offline(which: str, full_run: Path, tmp_path:
     result = browse(page, tmp_path / f"profile-{which}-shot", f"--screenshot={shot}", "--window-size=1280,4000", "--hide-scrollbars")
     assert result.returncode == 0 and shot.stat().st_size > 50_000, result.stderr[-2000:]
     assert not console_errors(result.stderr), console_errors(result.stderr)
+
+
+# -- the page's figures are report.json's (issue 23: "Training rows 2,945" where 2,356 were trained on) -----
+
+
+class _Figures(HTMLParser):
+    """Per ``<section id=...>``: every labelled figure, from key-value tables (th -> td) and KPI cards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, dict[str, str]] = {}
+        self._section = ""
+        self._cell: str | None = None
+        self._text = ""
+        self._label = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag == "section" and attr.get("id"):
+            self._section = attr["id"] or ""
+            self.sections.setdefault(self._section, {})
+        elif tag in ("th", "td") or (tag == "div" and attr.get("class") in ("label", "value", "note")):
+            self._cell, self._text = (attr.get("class") or tag), ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._cell is None or tag not in ("th", "td", "div"):
+            return
+        text = " ".join(self._text.split())
+        if self._cell in ("th", "label"):
+            self._label = text
+        elif self._cell in ("td", "value"):
+            self.sections[self._section][self._label] = text
+        elif self._cell == "note":
+            self.sections[self._section][self._label + " (note)"] = text
+        self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._text += data
+
+
+def figures(page: str) -> dict[str, dict[str, str]]:
+    parser = _Figures()
+    parser.feed(page)
+    return parser.sections
+
+
+def as_number(text: str) -> float:
+    return float(text.replace(",", "").rstrip("%"))
+
+
+def test_the_training_section_shows_rows_trained_on_and_held_out_as_in_report_json() -> None:
+    document = full_report()
+    train = next(s for s in document["stages"] if s["name"] == "train")
+    assert (train["rows"], train["train_rows"], train["holdout_rows"]) == (2945, 2356, 589)  # as the train stage writes them
+    index = document["stages"].index(train)
+    shown = figures(render(document, plots=False))[f"stage-{index + 1}"]
+    assert as_number(shown["Rows trained on"]) == train["train_rows"]
+    assert as_number(shown["Rows held out (never trained on)"]) == train["holdout_rows"]
+    assert as_number(shown["Rows read (trained on + held out)"]) == train["rows"] == train["train_rows"] + train["holdout_rows"]
+    assert "Training rows" not in shown and shown["Accuracy (note)"] == "on 589 held-out rows"
+    for label, key in (("ε", "epsilon"), ("δ", "delta"), ("Noise multiplier", "noise_multiplier"), ("Sample rate", "sample_rate"),
+                       ("Epochs", "epochs"), ("Steps", "steps"), ("Max gradient norm", "max_grad_norm")):
+        assert as_number(shown[label]) == pytest.approx(train[key], rel=1e-3), label
+    assert as_number(shown["Accuracy"]) == pytest.approx(100 * train["accuracy"], abs=0.05)
+    summary = figures(render(document, plots=False))["summary"]
+    assert as_number(summary["Rows in"]) == document["input"]["rows"] and as_number(summary["Rows out"]) == document["output"]["rows"]

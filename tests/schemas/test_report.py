@@ -72,7 +72,7 @@ def full_report() -> dict[str, Any]:
              ]},
             {"name": "train", "kind": "sink", "rows_in": 2945, "rows_out": 2945, "seconds": 41.0, "epsilon": 2.0, "delta": 1e-5,
              "accountant": "prv", "noise_multiplier": 1.1, "max_grad_norm": 1.0, "sample_rate": 0.087, "epochs": 3, "steps": 36,
-             "rows": 2356, "accuracy": 0.81,
+             "rows": 2945, "train_rows": 2356, "holdout_rows": 589, "accuracy": 0.81,
              "history": [{"epoch": 1, "accuracy": 0.55, "epsilon": 1.1}, {"epoch": 2, "accuracy": 0.74, "epsilon": 1.6},
                          {"epoch": 3, "accuracy": 0.81, "epsilon": 2.0}]},
         ],
