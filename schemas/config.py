@@ -12,12 +12,14 @@ relate stages to the column declarations. Validation only: reading the file is t
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from .base import ColumnName, KeyId, StrictModel
 from .stages import StageSpec
+from .suggest import closest, did_you_mean, keys_at
 
 Role = Literal["identifier", "quasi_identifier", "sensitive", "insensitive"]
 Category = str | int | float | bool
@@ -128,7 +130,7 @@ def check_references(config: PipelineConfig) -> list[str]:
         name, params, path = entry.tag, entry.params, stage_path(index, entry.tag)
         for column in params.referenced():
             if column not in declared:
-                problems.append(f"{path}: column '{column}' is not declared under 'columns'")
+                problems.append(f"{path}: column '{column}' is not declared under 'columns'{did_you_mean(column, declared)}")
             elif column not in available and name not in RELEASE_STAGES:
                 problems.append(f"{path}: column '{column}' was dropped by an earlier stage")
         if name in PROTECTING_STAGES:
@@ -165,13 +167,23 @@ def check_dp_queries(columns: dict[str, ColumnSpec], params: Any, path: str) -> 
             continue  # reported as undeclared already
         categorical = query.stat == "histogram" and spec.categories is not None
         numeric = query.stat in ("sum", "mean", "var", "std", "quantile") or (query.stat == "histogram" and not categorical)
+        if query.stat == "histogram" and not categorical and query.bins is None and spec.bounds is None and query.range is None:
+            problems.append(  # nothing says which kind of histogram is meant: offer both, the categorical one first
+                f"{where}: a histogram of '{query.column}' needs its domain declared: for a text or categorical column "
+                f"add categories: [...] to columns.{query.column}; for a numeric one add bounds: [low, high] there and "
+                "'bins' to the query (neither is ever read from the data)"
+            )
+            continue
         if numeric and spec.bounds is None and query.range is None:
             problems.append(
                 f"{where}: stat '{query.stat}' on '{query.column}' needs declared bounds; "
                 f"add bounds: [low, high] to columns.{query.column} (bounds are never read from the data)"
             )
         if query.stat == "histogram" and spec.categories is None and query.bins is None:
-            problems.append(f"{where}: a numeric histogram of '{query.column}' needs 'bins'")
+            problems.append(
+                f"{where}: a numeric histogram of '{query.column}' needs 'bins' (for a text or categorical column, "
+                f"declare categories: [...] under columns.{query.column} instead)"
+            )
         if categorical and (query.bins is not None or query.range is not None):
             problems.append(
                 f"{where}: '{query.column}' declares categories, so its histogram counts them; 'bins' and 'range' do not apply"
@@ -210,18 +222,38 @@ def _check_budget(config: PipelineConfig) -> list[str]:
 
 
 def format_validation_error(error: ValidationError) -> str:
-    """One line naming each failing config path, e.g. ``stages[0].drop.columns: Field required``."""
-    parts = []
-    for item in error.errors():
-        path = _format_loc(item["loc"])
-        kind = item["type"]
-        if kind == "extra_forbidden":
-            message = "unknown key (check the spelling against the config reference)"
-        elif kind in ("union_tag_invalid", "invalid_stage", "invalid_hierarchy"):
+    """One line naming each failing config path, e.g. ``stages[0].drop.columns: Field required``.
+
+    An unknown key gets "did you mean ...?" when a valid key at its path is close. One close to a
+    required key that is missing is the typo behind that error: it is reported first, in its place.
+    """
+    root = _models().get(error.title)
+    items = error.errors()
+    required: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for item in items:
+        if item["type"] == "missing" and item["loc"]:
+            required.setdefault(item["loc"][:-1], {})[item["loc"][-1]] = item
+    typos, others, explained = [], [], set()
+    for item in items:
+        if item["type"] == "extra_forbidden" and item["loc"]:
+            parent, key = item["loc"][:-1], item["loc"][-1]
+            match = closest(key, required.get(parent, {}))
+            if match is not None:
+                explained.add(id(required[parent][match]))
+                typos.append(f"{_format_loc(item['loc'])}: unknown key (did you mean '{match}'?)")
+                continue
+            hint = did_you_mean(key, keys_at(root, parent) or []) if root is not None else ""
+            message = f"unknown key{hint}" if hint else "unknown key (check the spelling against the config reference)"
+        elif item["type"] in ("union_tag_invalid", "invalid_stage", "invalid_hierarchy"):
             message = _tag_message(item)
+        elif item["type"] == "literal_error":
+            choices = re.findall(r"'([^']*)'", str((item.get("ctx") or {}).get("expected", "")))
+            message = item["msg"] + did_you_mean(item.get("input"), choices)
         else:
             message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{path}: {message}" if path else message)
+        path = _format_loc(item["loc"])
+        others.append((id(item), f"{path}: {message}" if path else message))
+    parts = typos + [line for key, line in others if key not in explained]
     head = parts[0]
     if len(parts) > 1:
         head += f" (and {len(parts) - 1} more: " + "; ".join(parts[1:]) + ")"
@@ -232,11 +264,26 @@ def _tag_message(item: dict[str, Any]) -> str:
     ctx = item.get("ctx") or {}
     kind = item["type"].removeprefix("invalid_") if item["type"] != "union_tag_invalid" else "entry"
     if item["type"] == "union_tag_invalid":
-        return f"unknown name '{ctx.get('tag')}'; expected one of: {ctx.get('expected_tags')}"
+        tags = str(ctx.get("expected_tags") or "")
+        hint = did_you_mean(ctx.get("tag"), re.findall(r"'([^']*)'", tags))
+        return f"unknown name '{ctx.get('tag')}'{hint}; expected one of: {ctx.get('expected_tags')}"
     given = item.get("input")
     if isinstance(given, dict) and len(given) == 1:
-        return f"unknown {kind} '{next(iter(given))}'; " + item["msg"].replace(f"each {kind} must be", "it must be")
+        name = next(iter(given))
+        options = item["msg"].rpartition("one of: ")[2].split(", ")
+        return f"unknown {kind} '{name}'{did_you_mean(name, options)}; " + item["msg"].replace(f"each {kind} must be", "it must be")
     return item["msg"]
+
+
+def _models() -> dict[str, type[StrictModel]]:
+    """Every config model by class name (a ValidationError's ``title``), for the keys valid at a path."""
+    found: dict[str, type[StrictModel]] = {}
+    todo: list[type[StrictModel]] = [StrictModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.setdefault(sub.__name__, sub)
+            todo.append(sub)
+    return found
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -79,6 +79,15 @@ def test_unknown_key_in_config(workspace, cli) -> None:
     assert_clean_failure(cli("run", config), 2, "stages[0].pseudonymize.salt", "unknown key", workspace=workspace)
 
 
+def test_a_typo_of_a_required_key_leads_the_message(workspace, cli) -> None:
+    """Issue 23: the README's example, as the CLI prints it (it led with '...columns: Field required')."""
+    config = workspace.config(stages=[{"pseudonymize": {"colums": ["patient_id"]}}, {"drop": {"columns": ["name"]}}])
+    result = cli("run", config)
+    assert_clean_failure(result, 2, workspace=workspace)
+    assert result.err.strip() == (f"privprep: error: config file '{config}': stages[0].pseudonymize.colums: unknown key "
+                                  "(did you mean 'columns'?)")
+
+
 def test_undeclared_input_column(workspace, cli) -> None:
     columns = {k: v for k, v in yaml.safe_load(workspace.config().read_text())["columns"].items() if k != "diagnosis"}
     assert_clean_failure(cli("run", workspace.config(columns=columns)), 1, "not declared", "diagnosis", workspace=workspace)

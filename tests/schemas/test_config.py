@@ -83,7 +83,7 @@ def test_config_errors_name_the_path(change, expected: str) -> None:
         (lambda d: d["stages"].insert(2, {"mask": {"columns": ["name"]}}), "stages[2].mask: column 'name' was dropped"),
         (lambda d: d["stages"].pop(1), "columns.name: role identifier, but no stage protects it"),
         (lambda d: d["columns"]["income"].pop("bounds"), "needs declared bounds"),
-        (lambda d: d["columns"]["label"].pop("categories"), "needs 'bins'"),
+        (lambda d: d["columns"]["label"].pop("categories"), "for a text or categorical column add categories: [...] to columns.label"),
         (lambda d: d["stages"].insert(0, d["stages"].pop()), "must be the last stage"),
         (lambda d: d["stages"].append(d["stages"][2]), "at most one k_anonymity"),
     ],
@@ -101,3 +101,64 @@ def test_quasi_identifiers_default_to_role() -> None:
 
 def test_schema_file_is_valid_json() -> None:
     json.loads((ROOT / "schemas" / "config.schema.json").read_text())
+
+
+# -- "did you mean ...?" (issue 23) -------------------------------------------------------------------------
+
+
+def test_a_typo_of_a_required_key_is_reported_first_as_the_typo() -> None:
+    """README: ``stages[0].pseudonymize.colums: unknown key``; it led with ``...columns: Field required``."""
+    document = spec_example()
+    document["stages"][0] = {"pseudonymize": {"colums": ["patient_id"], "domain": "patients"}}
+    message = errors_of(document)
+    assert message == "stages[0].pseudonymize.colums: unknown key (did you mean 'columns'?)"  # the missing 'columns' is that typo
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.update(stage=[]), "stage: unknown key (did you mean 'stages'?)"),
+        (lambda d: d.update(io={"batch_row": 5}), "io.batch_row: unknown key (did you mean 'batch_rows'?)"),
+        (lambda d: d["columns"]["zip"].update(rol="x"), "columns.zip.rol: unknown key (did you mean 'role'?)"),
+        (lambda d: d["columns"]["sex"].update(role="quasi-identifier"), "(did you mean 'quasi_identifier'?)"),
+        (lambda d: d["budget"].update(epsilom=1), "budget.epsilom: unknown key (did you mean 'epsilon'?)"),
+        (lambda d: d["stages"][2]["k_anonymity"].update(supression_limit=0.1),
+         "stages[2].k_anonymity.supression_limit: unknown key (did you mean 'suppression_limit'?)"),
+        (lambda d: d["stages"][2]["k_anonymity"].update(metric="nu-entropy"), "(did you mean 'nu_entropy'?)"),
+        (lambda d: d["stages"][2]["k_anonymity"]["hierarchies"].update(zip={"mask": {"chars": "#"}}),
+         "stages[2].k_anonymity.hierarchies.zip.mask.chars: unknown key (did you mean 'char'?)"),
+        (lambda d: d["stages"][2]["k_anonymity"]["hierarchies"].update(zip={"intervals": {"widths": [5]}}),
+         "unknown hierarchy 'intervals' (did you mean 'interval'?)"),
+        (lambda d: d["stages"][2]["k_anonymity"].update(l_diversity={"diagnosis": {"l": 2, "varient": "entropy"}}),
+         "varient: unknown key (did you mean 'variant'?)"),
+        (lambda d: d["stages"][4]["dp_stats"]["queries"][0].update(colum="income"), "(did you mean 'column'?)"),
+        (lambda d: d["stages"].append({"pseudonymise": {"columns": ["name"]}}), "unknown stage 'pseudonymise' (did you mean 'pseudonymize'?)"),
+        (lambda d: d["stages"][5]["train"].update(epoch=3), "stages[5].train.epoch: unknown key (did you mean 'epochs'?)"),
+    ],
+)
+def test_every_unknown_key_gets_the_close_valid_one(change, expected: str) -> None:
+    document = spec_example()
+    change(document)
+    message = errors_of(document)
+    assert expected in message and "\n" not in message, message
+
+
+def test_an_unknown_key_with_nothing_close_keeps_the_plain_message() -> None:
+    document = spec_example()
+    document["stages"][0]["pseudonymize"]["salt"] = "x"
+    assert errors_of(document) == "stages[0].pseudonymize.salt: unknown key (check the spelling against the config reference)"
+
+
+def test_an_undeclared_column_suggests_the_declared_one() -> None:
+    document = spec_example()
+    document["stages"][0]["pseudonymize"]["columns"] = ["patient_ld"]
+    assert "column 'patient_ld' is not declared under 'columns' (did you mean 'patient_id'?)" in errors_of(document)
+
+
+def test_a_histogram_without_a_declared_domain_suggests_categories_first() -> None:
+    document = spec_example()
+    document["stages"][4]["dp_stats"]["queries"].append({"column": "diagnosis", "stat": "histogram"})
+    message = errors_of(document)
+    assert message.startswith("stages[4].dp_stats.queries[2]: a histogram of 'diagnosis' needs its domain declared: "
+                              "for a text or categorical column add categories: [...] to columns.diagnosis"), message
+    assert "needs declared bounds" not in message

@@ -330,3 +330,13 @@ def test_exact_sums_do_not_depend_on_the_order_of_partials() -> None:
     for v in values[::-1]:
         backward.add(np.array([v]))
     assert forward.value(1)[0] == backward.value(1)[0] == math.fsum(values)
+
+
+def test_a_histogram_of_a_text_column_suggests_categories_not_bins() -> None:
+    """Issue 23: a histogram on a text column asked for 'bins'; it needs declared categories."""
+    columns = {"diagnosis": {"role": "sensitive", "bounds": [0, 10]}}
+    s = DpStats(epsilon=1.0, queries=[{"column": "diagnosis", "stat": "histogram", "bins": 5}], columns=columns, path="stages[3].dp_stats")
+    with pytest.raises(ConfigError) as info:
+        s.output_schema(pa.schema([("diagnosis", pa.string())]))
+    assert str(info.value) == ("stages[3].dp_stats.queries[0]: 'diagnosis' is string in the input, so its histogram counts declared "
+                               "categories: add categories: [...] to columns.diagnosis ('bins' and bounds apply to numeric columns only)")

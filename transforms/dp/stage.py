@@ -185,6 +185,11 @@ class DpStats(ReleaseStage):
             spec = self.columns[query.column]
             data_type = schema.field(query.column).type
             categorical = query.stat == "histogram" and spec.categories is not None
+            if query.stat == "histogram" and not categorical and not is_numeric(data_type):
+                raise ConfigError(
+                    f"{where}: '{query.column}' is {data_type} in the input, so its histogram counts declared categories: "
+                    f"add categories: [...] to columns.{query.column} ('bins' and bounds apply to numeric columns only)"
+                )
             if (query.stat in NUMERIC_STATS or (query.stat == "histogram" and not categorical)) and not is_numeric(data_type):
                 raise ConfigError(
                     f"{where}: stat '{query.stat}' needs a numeric column, but '{query.column}' is {data_type} in the input; "
