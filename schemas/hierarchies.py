@@ -19,8 +19,9 @@ _DATE_ORDER = ["day", "month", "quarter", "year", "5y", "10y"]
 
 
 class IntervalHierarchy(StrictModel):
-    """Numeric bands: level i groups values into bands of ``widths[i-1]``; values below ``bottom`` are
-    coded ``<bottom`` and values at or above ``top`` are coded ``>=top``."""
+    """Numeric bands: level i groups values into bands of ``widths[i-1]`` starting at ``bottom`` (else 0);
+    values below ``bottom`` are coded ``<bottom`` and values at or above ``top`` are coded ``>=top``, so
+    the last band below ``top`` ends at ``top`` (widths 20 from 18, top 90: ``[78, 90)``)."""
 
     widths: Annotated[list[Annotated[int | float, Field(gt=0)]], Field(min_length=1)]
     bottom: int | float | None = None

@@ -171,7 +171,8 @@ class DpQuery(StrictModel):
 
 
 class DpStatsParams(StrictModel):
-    """Differentially private statistics released under the dataset's budget."""
+    """Differentially private statistics released under the dataset's budget, computed on the input as
+    declared (every input row, wherever the stage stands: not on the k-anonymous rows)."""
 
     epsilon: Epsilon = Field(description="the stage's total spend; queries without their own epsilon share what is left evenly")
     queries: Annotated[list[DpQuery], Field(min_length=1)]

@@ -9,8 +9,8 @@ A missing value is a category of its own: it stays missing at every level below 
 >>> h = build_hierarchy({"mask": {}}, "zip", pa.array(["10001", "10002", None]))
 >>> h.height, h.level(2).to_pylist()
 (6, ['100**', '100**', None])
->>> build_hierarchy({"interval": {"widths": [10], "bottom": 18, "top": 90}}, "age", pa.array([17, 42, 95])).level(1).to_pylist()
-['<18', '[38, 48)', '>=90']
+>>> build_hierarchy({"interval": {"widths": [10], "bottom": 18, "top": 90}}, "age", pa.array([17, 42, 89, 95])).level(1).to_pylist()
+['<18', '[38, 48)', '[88, 90)', '>=90']
 """
 
 from __future__ import annotations
@@ -181,8 +181,9 @@ def _interval(values: pa.Array, column: str, widths: list[float], bottom: float 
     out = []
     for width in widths:
         start = origin + np.floor((numbers - origin) / width) * width
+        end = start + width if top is None else np.minimum(start + width, top)  # a band never reaches past top: >=top is coded
         labels = np.array(
-            [f"[{_number_text(s)}, {_number_text(s + width)})" if ok else None for s, ok in zip(start, valid)], dtype=object
+            [f"[{_number_text(s)}, {_number_text(e)})" if ok else None for s, e, ok in zip(start, end, valid)], dtype=object
         )
         if bottom is not None:
             labels[valid & (numbers < bottom)] = f"<{_number_text(bottom)}"

@@ -162,3 +162,16 @@ def test_a_histogram_without_a_declared_domain_suggests_categories_first() -> No
     assert message.startswith("stages[4].dp_stats.queries[2]: a histogram of 'diagnosis' needs its domain declared: "
                               "for a text or categorical column add categories: [...] to columns.diagnosis"), message
     assert "needs declared bounds" not in message
+
+
+def test_where_dp_stats_is_configured_it_says_it_runs_on_the_input_as_declared() -> None:
+    """Issue 23: only docs/dp_stats.md said dp_stats does not see the k-anonymous rows."""
+    readme = (ROOT / "README.md").read_text()
+    dp_block = readme[readme.index("### Differentially private statistics") :]
+    dp_block = dp_block[: dp_block.index("\n### ")]
+    assert "- dp_stats:" in dp_block and "on the input as declared, not on the k-anonymous rows" in dp_block
+    assert "**input as declared**" in dp_block
+    schema = json.loads((ROOT / "schemas" / "config.schema.json").read_text())
+    assert "computed on the input as declared" in " ".join(schema["$defs"]["DpStatsParams"]["description"].split())
+    sample = (ROOT / "sample_data" / "pipeline.yaml").read_text()
+    assert "- dp_stats:" in sample and "computed on the input as declared" in sample

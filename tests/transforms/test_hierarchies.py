@@ -83,3 +83,37 @@ def test_mask_levels_and_explicit_count() -> None:
 def test_integer_column_with_text_hierarchy_and_inline_map() -> None:
     h = build_hierarchy({"map": {"1": ["low", "*"], "2": ["low", "*"], "9": ["high", "*"]}}, "grade", pa.array([1, 2, 9]))
     assert h.level(1).to_pylist() == ["low", "low", "high"] and h.height == 2
+
+
+def test_a_band_ends_at_top_where_top_coding_begins(tmp_path) -> None:
+    """Issue 23 / SPEC §5: values >= top are coded '>=90', so the band below top must not read [78, 98)."""
+    spec = {"interval": {"widths": [5, 10, 20], "bottom": 18, "top": 90}}
+    h = build_hierarchy(spec, "age", pa.array([17, 18, 79, 85, 89, 90, 97, None]))
+    assert h.level(1).to_pylist() == ["<18", "[18, 23)", "[78, 83)", "[83, 88)", "[88, 90)", ">=90", ">=90", None]
+    assert h.level(2).to_pylist() == ["<18", "[18, 28)", "[78, 88)", "[78, 88)", "[88, 90)", ">=90", ">=90", None]
+    assert h.level(3).to_pylist() == ["<18", "[18, 38)", "[78, 90)", "[78, 90)", "[78, 90)", ">=90", ">=90", None]
+    assert h.level(4).to_pylist() == ["*"] * 8
+    path = tmp_path / "age.csv"  # still ARX's format, and read back the same
+    write_arx_csv(h, path)
+    assert path.read_text().splitlines()[4] == "89;[88, 90);[88, 90);[78, 90);*"
+    assert build_hierarchy({"csv": str(path)}, "age", pa.array([17, 18, 79, 85, 89, 90, 97])).levels[2].to_pylist() == h.level(3).to_pylist()[:7]
+
+
+DOCUMENTED = [Path(__file__).resolve().parents[2] / name for name in ("README.md", "docs/k_anonymity.md")]
+
+
+@pytest.mark.parametrize("doc", DOCUMENTED, ids=lambda p: p.name)
+def test_the_documented_examples_are_what_the_builders_make(doc: Path) -> None:
+    """Issue 23: the README showed ZIP masking ending in '*' where the output read '*****'."""
+    text = doc.read_text()
+    zip_line = next(line for line in text.splitlines() if "zip: {mask:" in line and "81667 →" in line)
+    shown = [part.strip() for part in zip_line.split("# ", 1)[1].split("→")]
+    h = build_hierarchy({"mask": {"char": "*"}}, "zip", pa.array(["81667"]))
+    assert shown == ["81667", *(h.level(i).to_pylist()[0] for i in range(1, h.height + 1))]
+    age_line = next(line for line in text.splitlines() if "age: {interval:" in line and "87 →" in line)
+    chain, _, coded = age_line.split("# ", 1)[1].partition(";")
+    spec = {"interval": {"widths": [5, 10, 20], "bottom": 18, "top": 90}}
+    assert "widths: [5, 10, 20], bottom: 18, top: 90" in age_line
+    h = build_hierarchy(spec, "age", pa.array([87, 95]))
+    assert [part.strip() for part in chain.split("→")] == ["87", *(h.level(i).to_pylist()[0] for i in range(1, h.height + 1))]
+    assert coded.strip() == f"95 → {h.level(1).to_pylist()[1]}"
