@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from privprep.schemas.errors import DataError, UsageError
+from privprep.schemas.suggest import did_you_mean_any
 from privprep.transforms.anonymity import measures
 from privprep.transforms.anonymity.criteria import Criteria, Evaluator, sensitive_codes
 from privprep.transforms.anonymity.tuples import TupleCounter
@@ -56,7 +57,8 @@ def measure(
     columns = list(dict.fromkeys([*quasi_identifiers, *sensitive]))
     missing = [c for c in columns if c not in source.schema.names]
     if missing:
-        raise UsageError(f"column(s) not in input '{input}': {', '.join(missing)} (it has: {', '.join(source.schema.names)})")
+        raise UsageError(f"column(s) not in input '{input}': {', '.join(missing)}{did_you_mean_any(missing, source.schema.names)} "
+                         f"(it has: {', '.join(source.schema.names)})")
     warnings = _protected_columns(source, quasi_identifiers, sensitive, batch_rows)
     counter = TupleCounter(columns)
     for table in source.batches(columns, batch_rows=batch_rows):

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from privprep.schemas.errors import InputError, KeyringError, OutputError, UsageError
+from privprep.schemas.suggest import did_you_mean_any
 from privprep.transforms.encrypt import decrypt_column
 from privprep.transforms.protected import Protection
 from privprep.transforms.recipient import SEALED_KEY_PREFIX
@@ -124,7 +125,8 @@ def _plan(first: EncryptedFile, ring: Keyring, requested: list[str]) -> _Plan:
     schema = first.schema
     unknown = [c for c in requested if c not in schema.names]
     if unknown:
-        raise UsageError(f"column(s) not in run files: {', '.join(unknown)} (columns: {', '.join(schema.names)})")
+        raise UsageError(f"column(s) not in run files: {', '.join(unknown)}{did_you_mean_any(unknown, schema.names)} "
+                         f"(columns: {', '.join(schema.names)})")
     protections = {c: Protection.from_field(schema.field(c)) for c in requested}
     plain = [c for c, p in protections.items() if p is None and c not in first.column_keys]
     if plain:

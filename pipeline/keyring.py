@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from privprep.schemas.errors import KeyringError
 from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, KeyringFile, PublicKeyFile, SecretKey
+from privprep.schemas.suggest import did_you_mean
 
 from .fsutil import write_text_atomic
 
@@ -117,7 +118,7 @@ class Keyring:
     def add(self, purpose: str, *, key_id: str | None = None) -> KeyEntry:
         """Add a fresh random key of ``purpose``; it becomes that purpose's primary key."""
         if purpose not in ALGORITHMS:
-            raise KeyringError(f"unknown key purpose '{purpose}'; use one of: {', '.join(ALGORITHMS)}")
+            raise KeyringError(f"unknown key purpose '{purpose}'{did_you_mean(purpose, ALGORITHMS)}; use one of: {', '.join(ALGORITHMS)}")
         algorithm, length = ALGORITHMS[purpose]
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         key_id = key_id or f"{purpose}-{now:%Y%m%d}-{secrets.token_hex(3)}"
@@ -159,7 +160,8 @@ class Keyring:
                 if entry.purpose != purpose:
                     raise KeyringError(f"key '{key_id}' is a '{entry.purpose}' key, not a '{purpose}' key")
                 return self._decode(entry)
-        raise KeyringError(f"key id '{key_id}' not found in keyring '{self.path}'")
+        ids = [entry.id for entry in self._document.keys if entry.purpose == purpose]
+        raise KeyringError(f"key id '{key_id}' not found in keyring '{self.path}'{did_you_mean(key_id, ids)}")
 
     def write_public_key(self, key_id: str, path: str | os.PathLike[str]) -> Path:
         """Write the public half of recipient key ``key_id`` to ``path`` (a JSON file, not secret), atomically."""

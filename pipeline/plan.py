@@ -13,6 +13,7 @@ import pyarrow as pa
 from privprep.schemas.config import stage_path
 from privprep.schemas.errors import DataError, KeyringError, PrivprepError
 from privprep.schemas.keyring import SecretKey
+from privprep.schemas.suggest import closest
 from privprep.transforms import registry
 from privprep.transforms.base import Stage, StageContext
 
@@ -114,12 +115,22 @@ def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:
         raise DataError(
             f"input has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "
             f"{', '.join(undeclared)}; declare each with a role (role: insensitive if it needs no protection)"
+            + _declared_typo(undeclared, [name for name in declared if name not in schema.names])
         )
     missing = [name for name in declared if name not in schema.names]
     if missing:
         raise DataError(
             f"column(s) declared in '{loaded.path}' are missing from the input '{loaded.input}': {', '.join(missing)}"
         )
+
+
+def _declared_typo(undeclared: list[str], missing: list[str]) -> str:
+    """When a declared column the input lacks is close to an undeclared one, it is likely a misspelling."""
+    for name in undeclared:
+        match = closest(name, missing)
+        if match is not None:
+            return f" (columns.{match} is declared but not in the input: a misspelling of '{name}'?)"
+    return ""
 
 
 def _warnings(loaded: LoadedConfig) -> list[str]:

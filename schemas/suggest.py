@@ -44,6 +44,21 @@ def did_you_mean(word: Any, candidates: Iterable[Any]) -> str:
     return f" (did you mean '{match}'?)" if match is not None else ""
 
 
+def did_you_mean_any(unknown: Iterable[str], candidates: Iterable[Any]) -> str:
+    """The hint for the first of several unknown names that has a close candidate, naming which it is.
+
+    >>> did_you_mean_any(["zip", "patiend_id"], ["patient_id", "name"])
+    " (did you mean 'patient_id' for 'patiend_id'?)"
+    """
+    names = list(unknown)
+    options = list(candidates)
+    for name in names:
+        match = closest(name, options)
+        if match is not None:
+            return f" (did you mean '{match}'?)" if len(names) == 1 else f" (did you mean '{match}' for '{name}'?)"
+    return ""
+
+
 def keys_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
     """The keys a mapping at config path ``loc`` (pydantic's error location, below ``root``) may hold,
     or ``None`` when the path does not lead to a model."""
@@ -97,4 +112,4 @@ def _fold(word: str) -> str:
     return word.lower().replace("-", "_").replace(" ", "_")
 
 
-__all__ = ["CUTOFF", "closest", "did_you_mean", "keys_at"]
+__all__ = ["CUTOFF", "closest", "did_you_mean", "did_you_mean_any", "keys_at"]

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from privprep.schemas.errors import NotAvailableError
 from privprep.schemas.stages import STAGE_PARAMS
+from privprep.schemas.suggest import did_you_mean
 
 from .base import Stage
 
@@ -36,7 +37,7 @@ def get(name: str) -> type[Stage]:
                 f"stage '{name}' is not available yet in this version of privprep "
                 f"(available: {', '.join(available())})"
             ) from None
-        raise NotAvailableError(f"unknown stage '{name}'") from None
+        raise NotAvailableError(f"unknown stage '{name}'{did_you_mean(name, STAGE_PARAMS)}") from None
 
 
 def available() -> list[str]:

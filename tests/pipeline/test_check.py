@@ -45,6 +45,8 @@ def test_check_unknown_column_is_a_usage_error(tmp_path: Path, cli) -> None:
     path = write(tmp_path, pd.DataFrame({"zip": ["1"]}))
     result = cli("check", path, "--qi", "zip,nope")
     assert result.code == 2 and "nope" in result.err and "Traceback" not in result.err
+    typo = cli("check", path, "--qi", "zp")
+    assert typo.code == 2 and "not in input" in typo.err and "zp (did you mean 'zip'?)" in typo.err
 
 
 @pytest.mark.skipif(not PYCANON.is_dir(), reason="shared reference data not present")

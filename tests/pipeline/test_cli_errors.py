@@ -93,6 +93,13 @@ def test_undeclared_input_column(workspace, cli) -> None:
     assert_clean_failure(cli("run", workspace.config(columns=columns)), 1, "not declared", "diagnosis", workspace=workspace)
 
 
+def test_a_misspelled_declaration_is_named_with_the_input_column(workspace, cli) -> None:
+    columns = yaml.safe_load(workspace.config().read_text())["columns"]
+    columns["diagnoses"] = columns.pop("diagnosis")
+    assert_clean_failure(cli("run", workspace.config(columns=columns)), 1, "not declared", "diagnosis",
+                         "(columns.diagnoses is declared but not in the input: a misspelling of 'diagnosis'?)", workspace=workspace)
+
+
 def test_declared_column_missing_from_data(workspace, cli) -> None:
     columns = yaml.safe_load(workspace.config().read_text())["columns"]
     columns["ssn"] = {"role": "sensitive"}

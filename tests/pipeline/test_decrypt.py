@@ -98,6 +98,8 @@ def test_tampered_value_in_a_later_file_leaves_no_output(run, cli) -> None:
 
 def test_usage_errors(run, cli) -> None:
     assert_clean_failure(cli("decrypt", run.out, "--keyring", run.keyring, "--columns", "ghost"), 2, "ghost")
+    assert_clean_failure(cli("decrypt", run.out, "--keyring", run.keyring, "--columns", "diagnosis,diagnsis"), 2,
+                         "not in run files: diagnsis (did you mean 'diagnosis'?)")
     assert_clean_failure(cli("decrypt", run.out, "--keyring", run.keyring, "--columns", "zip"), 2, "zip", "nothing to decrypt")
     assert_clean_failure(cli("decrypt", run.root, "--keyring", run.keyring, "--columns", "name"), 2, "not a privprep run")
     with pytest.raises(UsageError):

@@ -110,6 +110,10 @@ def test_missing_unknown_and_wrong_purpose_keys(tmp_path: Path) -> None:
     ring = Keyring.create(tmp_path / "dev.keyring", purpose="encrypt", key_id="e1")
     with pytest.raises(KeyringError, match="key id 'ghost' not found"):
         ring.resolve("encrypt", "ghost")
+    with pytest.raises(KeyringError, match=r"key id 'E1' not found in keyring '.*' \(did you mean 'e1'\?\)"):
+        ring.resolve("encrypt", "E1")
+    with pytest.raises(KeyringError, match=r"unknown key purpose 'tokenise' \(did you mean 'tokenize'\?\)"):
+        ring.add("tokenise")
     with pytest.raises(KeyringError, match="is a 'encrypt' key, not a 'pseudonymize' key"):
         ring.resolve("pseudonymize", "e1")
     with pytest.raises(KeyringError, match="no 'tokenize' key"):

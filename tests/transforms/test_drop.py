@@ -33,3 +33,5 @@ def test_registry_knows_implemented_and_planned_stages() -> None:
             registry.get(planned)
     with pytest.raises(NotAvailableError, match="unknown stage"):
         registry.get("no_such_stage")
+    with pytest.raises(NotAvailableError, match=r"unknown stage 'tokenise' \(did you mean 'tokenize'\?\)"):
+        registry.get("tokenise")
