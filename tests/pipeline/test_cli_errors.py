@@ -86,6 +86,8 @@ def test_a_typo_of_a_required_key_leads_the_message(workspace, cli) -> None:
     assert_clean_failure(result, 2, workspace=workspace)
     assert result.err.strip() == (f"privprep: error: config file '{config}': stages[0].pseudonymize.colums: unknown key "
                                   "(did you mean 'columns'?)")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "`stages[0].pseudonymize.colums: unknown key (did you mean 'columns'?)`" in readme  # what the README promises
 
 
 def test_undeclared_input_column(workspace, cli) -> None:
