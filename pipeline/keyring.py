@@ -98,11 +98,13 @@ class Keyring:
         held = {entry.purpose for entry in ring.entries()}
         replaced = [name for name in purposes if name in held]
         if replaced and not force:
-            rotate = replaced[0] if len(replaced) == 1 else "P"
+            several = len(replaced) > 1
+            effect = ("new pseudonyms and tokens would no longer join earlier outputs"
+                      if {"pseudonymize", "tokenize"} & set(replaced) else "new runs would use the new key")
             raise KeyringError(
-                f"keyring '{path}' already exists with primary {', '.join(replaced)} key{'s' if len(replaced) > 1 else ''}; "
-                f"a new one would replace {'them' if len(replaced) > 1 else 'it'} (new pseudonyms and tokens no longer join "
-                f"earlier outputs). To rotate deliberately use: privprep keys rotate {path} --purpose {rotate}; "
+                f"keyring '{path}' already exists with primary {', '.join(replaced)} key{'s' if several else ''}; "
+                f"{'new ones' if several else 'a new one'} would become primary ({effect}). To rotate deliberately use: "
+                f"privprep keys rotate {path} --purpose {'P' if several else replaced[0]}; "
                 "to keep the keyring: --exist-ok; to add new primary keys anyway: --force"
             )
         for name in purposes:
