@@ -37,10 +37,8 @@ def link(
     """Join ``auxiliary`` to ``released`` on the columns ``on`` (values compared as text) and measure
     what the attacker learns; ``truth`` names a column in both tables that identifies the record."""
     n_released, n_aux = released.num_rows, auxiliary.num_rows
-    class_of = _joint_codes([released.column(c) for c in on], [auxiliary.column(c) for c in on])
-    out_class, aux_class = class_of[:n_released], class_of[n_released:]
-    classes = int(class_of.max(initial=-1)) + 1
-    size = np.bincount(out_class, minlength=classes)
+    out_class, aux_class, size = _classes(released, auxiliary, on)
+    classes = len(size)
     aux_size = size[aux_class]
     linked = aux_size > 0
     unique = aux_size == 1
@@ -83,6 +81,24 @@ def link(
     return result
 
 
+def linked_rows(released: pa.Table, auxiliary: pa.Table, on: list[str]) -> np.ndarray:
+    """Which auxiliary records match a released class (a boolean per auxiliary row).
+
+    >>> linked_rows(pa.table({"a": ["x", None]}), pa.table({"a": [None, "y", "x"]}), ["a"]).tolist()
+    [True, False, True]
+    """
+    _, aux_class, size = _classes(released, auxiliary, on)
+    return size[aux_class] > 0
+
+
+def _classes(released: pa.Table, auxiliary: pa.Table, on: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The class of every released and auxiliary row, and the number of released rows per class."""
+    class_of = _joint_codes([released.column(c) for c in on], [auxiliary.column(c) for c in on])
+    n = released.num_rows
+    size = np.bincount(class_of[:n], minlength=int(class_of.max(initial=-1)) + 1)
+    return class_of[:n], class_of[n:], size
+
+
 def _joint_codes(left: list[Any], right: list[Any], *, nulls_match: bool = True) -> np.ndarray:
     """Dense codes of the rows of ``left`` then ``right`` (column lists of equal length): equal rows,
     equal codes. Values are compared as text; with ``nulls_match=False`` a row with a missing value
@@ -109,4 +125,4 @@ def _text(column: Any) -> pa.ChunkedArray:
     return array if array.num_chunks else pa.chunked_array([pa.array([], pa.string())])
 
 
-__all__ = ["link"]
+__all__ = ["link", "linked_rows"]
