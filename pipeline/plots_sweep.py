@@ -99,4 +99,70 @@ def epsilon_utility(rows: list[dict[str, Any]]) -> str | None:
     return _svg(fig, "sweep-epsilon")
 
 
-__all__ = ["epsilon_utility", "k_attack", "k_utility"]
+
+
+
+@styled
+def overview(doc: dict[str, Any]) -> str | None:
+    """All of a sweep on one figure (2 x 2 panels), for the docs: loss and suppression, the attack,
+    DP error and training accuracy."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    k_rows = sorted(_ok(doc["k"]), key=lambda r: r["k"])
+    e_rows = sorted(_ok(doc["epsilon"]), key=lambda r: r["epsilon"])
+    if not k_rows or not e_rows:
+        return None
+    fig = Figure(figsize=(10.4, 6.4))
+    fig.set_gid("sweep-overview")
+    (loss, attack), (error, accuracy) = fig.subplots(2, 2)
+    fig.subplots_adjust(left=0.08, right=0.92, top=0.93, bottom=0.09, wspace=0.32, hspace=0.5)
+    ks = [r["k"] for r in k_rows]
+    loss.plot(ks, [r["information_loss"] for r in k_rows], "-o", color=AFTER, markersize=4, label="information loss")
+    loss.set_ylabel(f"information loss ({k_rows[0].get('metric', '')})", color=AFTER)
+    loss.set_ylim(bottom=0)
+    twin = loss.twinx()
+    twin.plot(ks, [r["suppressed_rows"] for r in k_rows], "--s", color=WARN, markersize=4)
+    twin.set_ylabel("suppressed rows", color=WARN)
+    twin.set_ylim(bottom=0)
+    twin.grid(False)
+    twin.spines["right"].set_visible(True)
+    loss.set_title("Utility by k")
+    with_attack = [r for r in k_rows if r.get("attack")]
+    grid = np.geomspace(min(ks), max(ks), 60)
+    attack.plot(grid, 1 / grid, ":", color="#64748b", label="bound 1/k")
+    attack.plot([r["k"] for r in with_attack], [r["attack"]["expected_reidentification_rate"] for r in with_attack], "-o",
+                color=AFTER, markersize=4, label="expected rate")
+    attack.plot([r["k"] for r in with_attack], [r["attack"]["reidentification_rate"] for r in with_attack], "--s",
+                color=WARN, markersize=4, label="correct re-identifications")
+    attack.set_ylim(bottom=0)
+    attack.set_ylabel("share of records")
+    attack.set_title("Linkage attack (input as auxiliary)")
+    attack.legend(loc="upper right")
+    for ax in (loss, attack):
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_xlabel("k")
+    eps = [r["epsilon"] for r in e_rows]
+    dp = [r for r in e_rows if r.get("dp_stats")]
+    if dp:
+        error.plot([r["epsilon"] for r in dp], [r["dp_stats"]["max_relative_error"] for r in dp], "-o", color=WARN, markersize=4, label="largest")
+        error.plot([r["epsilon"] for r in dp], [r["dp_stats"]["mean_relative_error"] for r in dp], "--s", color=AFTER, markersize=4, label="mean")
+        error.set_yscale("log")
+        error.legend(loc="upper right")
+    error.set_ylabel("relative error of DP statistics")
+    error.set_title("DP statistics by ε")
+    trained = [r for r in e_rows if (r.get("train") or {}).get("accuracy") is not None]
+    if trained:
+        accuracy.plot([r["epsilon"] for r in trained], [r["train"]["accuracy"] for r in trained], "-o", color=ACCENT, markersize=4)
+    accuracy.set_ylim(0, 1.02)
+    accuracy.set_ylabel("held-out accuracy")
+    accuracy.set_title("DP-SGD training by ε")
+    for ax in (error, accuracy):
+        ax.set_xscale("log")
+        ax.set_xticks(eps, [f"{e:g}" for e in eps])
+        ax.minorticks_off()
+        ax.set_xlabel("ε")
+    return _svg(fig, "sweep-overview")
+__all__ = ["epsilon_utility", "k_attack", "k_utility", "overview"]
