@@ -215,7 +215,8 @@ class _Sweep:
             "order": "strongest privacy first: k from largest to smallest, epsilon from smallest to largest",
             "ledger": {"scratch": True, "path": "scratch-ledger.json", "note": SCRATCH_NOTE},
             "exact_values_note": EXACT_NOTE if dp_indices else None,
-            "attack": {"auxiliary": "the run's own input", "truth": "row index", "on": self.attack_on()},
+            "attack": {"auxiliary": "the run's own input", "truth": "row index", "on": self.attack_on(),
+                       "raw_input": self._raw_attack() if k_rows else None},
             "criteria": criteria,
             "cheapest": cheapest,
             "k": k_rows,
@@ -329,6 +330,18 @@ class _Sweep:
             result = link(released, aux, on)
         return {key: result[key] for key in ("auxiliary_records", "linked", "unlinked", "linked_uniquely", "reidentified_correctly",
                                              "reidentification_rate", "expected_reidentification_rate") if key in result}
+
+    def _raw_attack(self) -> dict[str, Any] | None:
+        """The same attack on the input released unchanged: what the k axis protects against."""
+        on = self.attack_on()
+        if not on:
+            return None
+        if not hasattr(self, "_aux"):
+            self._aux = pa.concat_tables(list(self.plan.source.batches(on)))
+        table = self._aux.append_column("__row__", pa.array(np.arange(self._aux.num_rows, dtype=np.int64)))
+        result = link(table, table, on, truth="__row__")
+        return {key: result[key] for key in ("linked_uniquely", "reidentified_correctly", "reidentification_rate",
+                                             "expected_reidentification_rate")}
 
     # -- the epsilon axis --------------------------------------------------------------------------------
 

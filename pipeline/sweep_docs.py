@@ -46,8 +46,12 @@ def sample_config(folder: Path, seed: int | None) -> Path:
 
 def markdown(doc: dict[str, Any]) -> str:
     """The sweep's tables in Markdown."""
+    raw = (doc.get("attack") or {}).get("raw_input") or {}
     lines = ["| k | achieved k | information loss | suppressed rows | classes | levels | correct re-identifications | expected rate |",
              "|---|---|---|---|---|---|---|---|"]
+    if raw:
+        lines.append(f"| raw input | | | 0 | | original values | {raw['reidentified_correctly']} ({raw['reidentification_rate']:.1%}) | "
+                     f"{raw['expected_reidentification_rate']:.2%} |")
     for r in doc["k"]:
         if r.get("status") != "ok":
             lines.append(f"| {r['k']} | unreachable | | | | | | |")

@@ -80,6 +80,9 @@ def test_the_k_axis_runs_strongest_first_and_the_attack_stays_within_one_over_k(
         assert attack["expected_reidentification_rate"] == pytest.approx(len(classes) / len(frame))
         losses.append(row["information_loss"])
     assert losses == sorted(losses, reverse=True)  # a larger k never costs less information
+    raw = doc["attack"]["raw_input"]  # the attack is no no-op: on the input itself it re-identifies the unique records
+    sizes = frame.groupby(QIS, dropna=False)["row_id"].transform("size")
+    assert raw["reidentification_rate"] == pytest.approx(float((sizes == 1).mean())) and raw["reidentification_rate"] > 0.5
 
 
 def test_the_epsilon_axis_measures_dp_errors_against_the_exact_values(swept: Path) -> None:
