@@ -47,7 +47,8 @@ from .linkage import link, linked_rows
 from .plan import Plan, build_plan
 from .progress import Progress
 from .report import build_report, privprep_version, write_report
-from .rundir import RunDirectory
+from .io import InputSource
+from .rundir import RunDirectory, check_no_overlap
 from .runner import _stage_entry
 from .sweep_dp import exact_values, release_errors, summarize
 
@@ -73,7 +74,7 @@ class SweepResult:
         cheapest = doc.get("cheapest")
         best = "" if not doc["criteria"] else (
             f"; cheapest setting meeting the criteria: epsilon {cheapest['epsilon']:g}" if cheapest else "; no setting met the criteria")
-        return (f"{self.out}: {len(doc['k'])} k setting(s), {len(doc['epsilon'])} epsilon setting(s){best}; "
+        return (f"{self.out}/sweep.html: {len(doc['k'])} k setting(s), {len(doc['epsilon'])} epsilon setting(s){best}; "
                 "DP spent from a scratch ledger, the dataset's ledger is untouched")
 
 
@@ -113,6 +114,7 @@ def run_sweep(
     ks, epsilons = _settings(names, k, epsilon, target_accuracy, max_error)
     target = Path(out) if out is not None else loaded.output.parent / f"{loaded.output.name}-sweep"
     _check_output(target, overwrite)
+    check_no_overlap(target, InputSource.open(loaded.input, delimiter=loaded.config.io.csv_delimiter).files)
     work = target.parent / f".{target.name}.privprep-tmp-{secrets.token_hex(4)}"
     work.mkdir(parents=True)
     try:
@@ -219,6 +221,8 @@ class _Sweep:
                        "raw_input": self._raw_attack() if k_rows else None},
             "criteria": criteria,
             "cheapest": cheapest,
+            "settings": [{"axis": "k", "value": r["k"], "status": r["status"]} for r in k_rows]
+            + [{"axis": "epsilon", "value": r["epsilon"], "status": r["status"]} for r in eps_rows],
             "k": k_rows,
             "epsilon": eps_rows,
         }
