@@ -105,24 +105,50 @@ def _joint_codes(left: list[Any], right: list[Any], *, nulls_match: bool = True)
     gets code -1 (one column only)."""
     columns = []
     for a, b in zip(left, right):
-        joined = pa.chunked_array([*_text(a).chunks, *_text(b).chunks], type=pa.string())
+        a, b = _plain(a), _plain(b)
+        if a.type != b.type or pa.types.is_floating(a.type):  # different types (or float text forms): compare as text
+            a, b = _text(a), _text(b)
+        joined = pa.chunked_array([*a.chunks, *b.chunks], type=a.type)
         encoded = pc.dictionary_encode(joined, null_encoding="encode" if nulls_match else "mask").combine_chunks()
         indices = encoded.indices
         codes = np.asarray(indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
         columns.append(codes)
     if len(columns) == 1:
         return columns[0]
-    _, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    bits = 0.0
+    for codes in columns:  # mixed-radix keys: one 1-d unique instead of a row-wise one (10x faster)
+        radix = int(codes.max(initial=0)) + 2  # codes start at -1 (a missing truth value) or 0
+        bits += np.log2(radix)
+        if bits >= 62:  # too many combinations for one int64: densify what there is so far, go on
+            key = _dense(key)
+            bits = np.log2(int(key.max(initial=0)) + 1) + np.log2(radix)
+        key = key * radix + (codes + 1)
+    return _dense(key)
+
+
+def _dense(key: np.ndarray) -> np.ndarray:
+    """0..m-1 codes of non-negative int64 keys: a lookup table when the key space is small, else a sort."""
+    space = int(key.max(initial=-1)) + 1
+    if space <= max(4 * len(key), 1 << 22):
+        present = np.zeros(space, dtype=bool)
+        present[key] = True
+        return (np.cumsum(present) - 1)[key]
+    _, inverse = np.unique(key, return_inverse=True)
     return np.asarray(inverse, dtype=np.int64).ravel()
 
 
-def _text(column: Any) -> pa.ChunkedArray:
+def _plain(column: Any) -> pa.ChunkedArray:
     array = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
     if pa.types.is_dictionary(array.type):
         array = array.cast(array.type.value_type)
-    if array.type != pa.string():
+    if pa.types.is_large_string(array.type):
         array = array.cast(pa.string())
-    return array if array.num_chunks else pa.chunked_array([pa.array([], pa.string())])
+    return array
+
+
+def _text(array: pa.ChunkedArray) -> pa.ChunkedArray:
+    return array if array.type == pa.string() else array.cast(pa.string())
 
 
 __all__ = ["link", "linked_rows"]

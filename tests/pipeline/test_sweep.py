@@ -195,3 +195,19 @@ def test_chromium_renders_the_sweep_page_offline(swept: Path, tmp_path: Path) ->
     result = browse(page, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,2600", "--hide-scrollbars")
     assert result.returncode == 0 and shot.stat().st_size > 50_000, result.stderr[-2000:]
     assert not console_errors(result.stderr), console_errors(result.stderr)
+
+
+def test_one_first_pass_feeds_every_setting(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from privprep.pipeline.engine import StreamingEngine
+
+    calls: list[int] = []
+    real = StreamingEngine.observe
+
+    def counting(self, plan, observers, columns, progress, seconds):  # type: ignore[no-untyped-def]
+        calls.append(len(observers))
+        return real(self, plan, observers, columns, progress, seconds)
+
+    monkeypatch.setattr(StreamingEngine, "observe", counting)
+    config = write_config(tmp_path)
+    assert cli("sweep", config, "--k", "2,5,10", "--epsilon", "0.5,1", "--out", tmp_path / "s", "-q").code == 0
+    assert calls == [3 + 2]  # one pass: a k_anonymity stage per k and a dp_stats stage per epsilon
