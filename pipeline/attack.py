@@ -51,6 +51,7 @@ def attack_run(
     """Run the linkage attack of ``auxiliary`` on ``run_dir``; returns counts and rates only."""
     run_dir = Path(run_dir)
     report = read_run_report(run_dir)
+    on = list(dict.fromkeys(on))
     if not on:
         raise UsageError("--on needs at least one quasi-identifier column")
     loaded = run_config(run_dir, report, config)
@@ -171,8 +172,8 @@ def generalize_auxiliary(table: pa.Table, report: dict[str, Any], loaded: Loaded
     configured = loaded.config.stages
     for index, entry in enumerate(configured):
         name = entry.tag
-        if name == "k_anonymity":
-            stage = entries[index] if index < len(entries) else {}
+        if name == "k_anonymity":  # at most one per pipeline; found by name (a sweep's runs leave DP stages out)
+            stage = next(e for e in entries if e.get("name") == "k_anonymity" and "levels" in e)
             hierarchies = entry.params.hierarchies
             for column in on:
                 level, height = stage["levels"][column], (stage.get("heights") or {}).get(column)
