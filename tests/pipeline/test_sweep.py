@@ -211,3 +211,28 @@ def test_one_first_pass_feeds_every_setting(tmp_path: Path, cli, monkeypatch: py
     config = write_config(tmp_path)
     assert cli("sweep", config, "--k", "2,5,10", "--epsilon", "0.5,1", "--out", tmp_path / "s", "-q").code == 0
     assert calls == [3 + 2]  # one pass: a k_anonymity stage per k and a dp_stats stage per epsilon
+
+
+def test_a_sweep_run_can_be_attacked_with_privprep_attack(swept: Path, cli) -> None:
+    doc = json.loads((swept / "sweep" / "sweep.json").read_text())
+    row = next(r for r in doc["k"] if r["k"] == 5)
+    result = cli("attack", swept / "sweep" / row["run"], "--auxiliary", swept / "population.parquet", "--on", ",".join(QIS),
+                 "--truth", "row_id", "--json")
+    assert result.code == 0, result.err
+    attack = json.loads(result.out)
+    assert attack["reidentified_correctly"] == row["attack"]["reidentified_correctly"] == 0
+    assert attack["expected_reidentification_rate"] == pytest.approx(row["attack"]["expected_reidentification_rate"])
+
+
+@pytest.mark.skipif(not available(), reason="plots need the report extra: pip install 'privprep[report]'")
+def test_the_docs_figure_and_tables_come_from_a_sweep_document(swept: Path) -> None:
+    from privprep.pipeline.plots_sweep import overview
+    from privprep.pipeline.sweep_docs import markdown
+
+    doc = json.loads((swept / "sweep" / "sweep.json").read_text())
+    svg = overview(doc)
+    assert svg is not None and svg.startswith("<svg") and 'id="sweep-overview-' in svg
+    table = markdown(doc)
+    assert table.count("\n| 20 |") == 1 and "| raw input |" in table and "| 0.1 |" in table
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "choosing-k-epsilon.svg").read_text()
+    assert 'id="sweep-overview-' in committed  # drawn by python -m privprep.pipeline.sweep_docs, not by hand
