@@ -135,10 +135,14 @@ def run_sweep(
 def _settings(names: list[str], k: list[int] | None, epsilon: list[float] | None, target_accuracy: float | None,
               max_error: float | None) -> tuple[list[int], list[float]]:
     dp = [n for n in names if n in ("dp_stats", "train")]
-    if k is not None and "k_anonymity" not in names:
-        raise UsageError("--k: the config has no k_anonymity stage to sweep")
+    if k is not None and "k_anonymity" not in names:  # an axis the config lacks is left out, and said so
+        log.warning("--k: the config has no k_anonymity stage; the sweep has no k settings")
+        k = []
     if epsilon is not None and not dp:
-        raise UsageError("--epsilon: the config has no dp_stats or train stage to sweep")
+        log.warning("--epsilon: the config has no dp_stats or train stage; the sweep has no epsilon settings")
+        epsilon = []
+    if not (k if k is not None else "k_anonymity" in names) and not (epsilon if epsilon is not None else dp):
+        raise UsageError("nothing to sweep: the config has no k_anonymity, dp_stats or train stage")
     if target_accuracy is not None and "train" not in names:
         raise UsageError("--target-accuracy needs a train stage in the config")
     if max_error is not None and "dp_stats" not in names:

@@ -152,13 +152,20 @@ def test_training_accuracy_by_epsilon_and_target_accuracy(tmp_path: Path, cli) -
     assert doc["k"] == [] and not (tmp_path / "real-ledger.json").exists()
 
 
+def test_an_axis_the_config_lacks_is_left_out(tmp_path: Path, cli) -> None:
+    no_dp = write_config(tmp_path, dp=False)
+    result = cli("sweep", no_dp, "--k", "5", "--epsilon", "0.1,1", "--out", tmp_path / "s", "-q")
+    assert result.code == 0, result.err
+    doc = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert [r["k"] for r in doc["k"]] == [5] and doc["epsilon"] == [] and doc["exact_values_note"] is None
+    assert not (tmp_path / "s" / "scratch-ledger.json").exists()  # nothing was spent
+
+
 def test_bad_input_exits_2_with_one_line(swept: Path, tmp_path: Path, cli) -> None:
     config = swept / "pipeline.yaml"
-    no_dp = write_config(tmp_path, dp=False)
     for args, needle in [
         ((config, "--k", "2,x"), "--k takes"),
         ((config, "--epsilon", "0,1"), "positive"),
-        ((no_dp, "--epsilon", "1"), "no dp_stats or train stage"),
         ((config, "--target-accuracy", "0.9"), "needs a train stage"),
         ((config, "--out", swept / "sweep"), "already exists"),
     ]:
