@@ -16,7 +16,7 @@ def attack_section(page: Any) -> str:
     correct = a.get("reidentified_correctly")
     bound = a.get("bound")
     kpis = cards([
-        ("Auxiliary records", num(n), f"joined on {names(a['on'])}"),
+        ("Auxiliary records", num(n), f"joined on {num(len(a['on']))} quasi-identifier(s)"),
         ("Linked", num(a["linked"]), pct(a["linked"] / n) + " of them" if n else ""),
         ("Linked uniquely", num(a["linked_uniquely"]), pct(a["linked_uniquely"] / n) if n else ""),
         ("Re-identification rate", pct(a["reidentification_rate"]),
