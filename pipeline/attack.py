@@ -204,8 +204,10 @@ def generalize_column(values: Any, column: str, spec: Any, level: int, height: i
         spec = spec.model_copy(update={"params": spec.params.model_copy(update={"levels": max(level, 1)})})
     try:  # built at every level, so a value the run's hierarchy cannot take is refused whichever level was chosen
         hierarchy = build_hierarchy(spec, column, distinct, base_dir=base_dir)
-    except (DataError, ConfigError) as exc:
+    except DataError as exc:
         raise UsageError(f"auxiliary column '{column}' is incompatible with the run's hierarchy: {exc}") from None
+    except ConfigError as exc:
+        raise UsageError(f"the run's hierarchy of column '{column}' cannot be built: {exc}") from None
     if height is not None and level >= height:
         return pa.array([TOP] * len(array), pa.string())
     out = hierarchy.level(min(level, hierarchy.height))
