@@ -154,7 +154,10 @@ def read_released(run_dir: Path, columns: list[str]) -> pa.Table:
 
 
 def read_auxiliary(path: str | Path, columns: list[str]) -> pa.Table:
-    source = InputSource.open(str(path))
+    try:
+        source = InputSource.open(str(path))
+    except InputError as exc:
+        raise InputError(f"--auxiliary: {exc}") from None
     missing = [c for c in columns if c not in source.schema.names]
     if missing:
         raise UsageError(f"auxiliary table '{path}' lacks column(s) {', '.join(missing)} "
