@@ -115,7 +115,7 @@ def _eps_table(rows: list[dict[str, Any]]) -> str:
         dp, train = r.get("dp_stats") or {}, r.get("train") or {}
         met = {True: "<span class='badge ok'>yes</span>", False: "no"}.get(r.get("meets_criteria"), "–")
         body.append([num(r["epsilon"]), num(dp.get("max_relative_error")), num(dp.get("mean_relative_error")),
-                     num(train.get("accuracy")), met])
+                     pct(train.get("accuracy")), met])
     return grid(["ε", "largest relative error", "mean relative error", "training accuracy", "meets criteria"], body)
 
 
