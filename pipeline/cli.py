@@ -218,6 +218,50 @@ def report(
         typer.echo(f"wrote {path}{plots}", err=True)
 
 
+@app.command()
+def attack(
+    run_dir: Path = typer.Argument(..., help="a run directory written by privprep run (with a k_anonymity stage)"),
+    auxiliary: str = typer.Option(..., "--auxiliary", help="what an attacker knows: Parquet/CSV with raw quasi-identifier values"),
+    on: str = typer.Option(..., "--on", help="quasi-identifiers to join on, comma-separated"),
+    target: Optional[str] = typer.Option(None, "--target", help="a sensitive column: measure its attribute disclosure"),
+    truth: Optional[str] = typer.Option(None, "--truth", help="a column in both tables naming the record: count correct re-identifications"),
+    config: Optional[Path] = typer.Option(None, "--config", help="the config the run used (default: the one its report names)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    record: bool = typer.Option(False, "--record", help="add the figures to the run's report.json and report.html"),
+) -> None:
+    """Link an auxiliary table to RUN_DIR's released records and report counts and rates (never a value)."""
+    from .attack import attack_run, format_text, record as record_attack
+
+    _logging(True)
+    result = attack_run(run_dir, auxiliary, _split(on), target=target, truth=truth, config=config)
+    if record:
+        record_attack(run_dir, result)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="pipeline config (YAML)"),
+    k: Optional[str] = typer.Option(None, "--k", help="k values, comma-separated (default 2,5,10,20 with a k_anonymity stage)"),
+    epsilon: Optional[str] = typer.Option(None, "--epsilon", help="epsilon values, comma-separated (default 0.1,0.5,1,3 with DP stages)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="sweep directory (default: the config's output + '-sweep')"),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="stop at the smallest epsilon whose training accuracy reaches this"),
+    max_error: Optional[float] = typer.Option(None, "--max-error", help="stop at the smallest epsilon whose largest relative DP error is at most this"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier sweep directory, once this one succeeded"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
+) -> None:
+    """Privacy-utility sweep: run CONFIG once per k and per epsilon (scratch ledger), write sweep.json and sweep.html."""
+    from .sweep import parse_values, run_sweep
+
+    _logging(quiet)
+    result = run_sweep(
+        config, k=parse_values(k, "--k", int), epsilon=parse_values(epsilon, "--epsilon", float), out=out,
+        target_accuracy=target_accuracy, max_error=max_error, overwrite=overwrite, progress=Progress(quiet=quiet),
+    )
+    if not quiet:
+        typer.echo(result.summary(), err=True)
+
+
 @federate_app.command("simulate")
 def federate_simulate(
     config: Path = typer.Argument(..., help="pipeline config (YAML) with a train stage and a budget"),

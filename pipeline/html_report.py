@@ -143,6 +143,11 @@ class _Page:
 
         summary = summary_section(self)
         stages = [stage_section(self, i, s) for i, s in enumerate(doc["stages"])]
+        if doc.get("attack"):
+            from .html_attack import attack_section
+
+            stages.append(attack_section(self))
+        attack_link = "<a href='#attack'>Linkage attack</a>" if doc.get("attack") else ""
         nav = "".join(
             f"<a href='#stage-{i + 1}'>{i + 1}. {esc(s['name'])}</a>" for i, s in enumerate(doc["stages"])
         )
@@ -162,7 +167,7 @@ class _Page:
             f"<header><div class='wrap'><div class='brand'>privprep</div><h1>{esc(title)}</h1>"
             f"<p class='sub'>{esc(where or '')} · privprep {esc(doc['privprep_version'])} · "
             f"config sha256 <code>{esc((doc.get('config_sha256') or '–')[:16])}</code></p>"
-            f"<nav><a href='#summary'>Summary</a>{nav}</nav></div></header>"
+            f"<nav><a href='#summary'>Summary</a>{nav}{attack_link}</nav></div></header>"
             f"<main class='wrap'>{hint}{summary}{''.join(stages)}</main>"
             "<footer class='wrap'>Built from <code>report.json</code> only; this page loads nothing from the network "
             "(no scripts, fonts or images). It shows column names, counts, levels, measures, key ids and "

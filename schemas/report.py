@@ -328,6 +328,28 @@ StageEntry = Annotated[
 STAGE_ENTRIES = tuple(_NAMED)
 
 
+class AttributeDisclosure(Open):
+    column: ColumnName
+    disclosed: Count = Field(description="linked auxiliary records whose class holds a single value of the column")
+    rate: Probability = Field(description="disclosed / linked")
+
+
+class AttackEntry(Open):
+    """``privprep attack --record``: a linkage attack on the run's output (counts and rates only)."""
+
+    auxiliary_records: Count
+    on: Annotated[list[ColumnName], Field(min_length=1)]
+    linked: Count
+    linked_uniquely: Count
+    reidentification_rate: Probability = Field(description="correct re-identifications / auxiliary records, or the expected rate without truth")
+    expected_reidentification_rate: Probability = Field(description="sum of 1/|class| over linked records / auxiliary records")
+    reidentified_correctly: Count | None = None
+    truth: ColumnName | None = None
+    attribute_disclosure: AttributeDisclosure | None = None
+    achieved_k: Annotated[int, Field(ge=1)] | None = None
+    bound: Probability | None = Field(None, description="1 / achieved k")
+
+
 # -- the document ------------------------------------------------------------------------------------------
 
 
@@ -351,6 +373,7 @@ class RunReport(ReportBase):
     stages: list[StageEntry]
     budget: BudgetSummary | None = Field(None, description="with DP stages: the dataset's budget after this run")
     engine: EngineSummary | None = None
+    attack: AttackEntry | None = Field(None, description="privprep attack --record: a linkage attack on the output")
 
 
 class DecryptReport(ReportBase):
@@ -420,6 +443,7 @@ def validate_report(document: Any) -> RunReport | DecryptReport | FederatedRepor
 
 __all__ = [
     "STAGE_ENTRIES",
+    "AttackEntry",
     "DecryptReport",
     "DpRelease",
     "FederatedReport",
