@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import SHARED_DATA, tree_digest
+from tests.conftest import TEST_DATA, tree_digest
 
-PYCANON = SHARED_DATA / "pycanon"
+PYCANON = TEST_DATA / "pycanon"
 
 
 def write(tmp_path: Path, frame: pd.DataFrame) -> Path:
@@ -45,7 +45,6 @@ def test_check_unknown_column_is_a_usage_error(tmp_path: Path, cli) -> None:
     assert result.code == 2 and "nope" in result.err and "Traceback" not in result.err
 
 
-@pytest.mark.skipif(not PYCANON.is_dir(), reason="shared reference data not present")
 def test_pycanon_k5_table_is_5_anonymous(cli) -> None:
     qis = "Teacher,Gender,Ethnic,Freeredu,wesson"
     original = json.loads(cli("check", PYCANON / "StudentsMath_Score.csv", "--qi", qis, "--sensitive", "Score", "--json").out)
