@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from enum import Enum
 
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: list[str], debug: bool) -> int:
     try:
-        code = app(args=args, prog_name="privprep", standalone_mode=False)  # --help prints and returns 0
+        code = _command().main(args=args, prog_name="privprep", standalone_mode=False)  # --help prints, returns 0
         return code if isinstance(code, int) else 0
     except _click_errors.NoArgsIsHelpError as exc:  # no subcommand: the help was printed
         return exc.exit_code
@@ -387,6 +387,24 @@ def _dispatch(args: list[str], debug: bool) -> int:
             raise
         _error(f"internal error ({type(exc).__name__}); this is a bug, rerun with --debug for the traceback")
         return EXIT_BUG
+
+
+def _command() -> Any:
+    """The app's click command. typer <= 0.20 under click >= 8.5 loses each argument's help (click's Argument now
+    takes ``help`` and resets what typer set), so it is put back from the command's declaration."""
+    import inspect
+
+    command = typer.main.get_command(app)
+    pending = [command]
+    while pending:
+        current = pending.pop()
+        pending.extend(getattr(current, "commands", {}).values())
+        declared = inspect.signature(current.callback).parameters if current.callback else {}
+        for param in current.params:
+            info = declared[param.name].default if param.name in declared else None
+            if getattr(param, "help", "") is None and isinstance(info, typer.models.ArgumentInfo) and info.help:
+                param.help = info.help
+    return command
 
 
 def _usage_message(exc: Exception) -> str:
