@@ -8,10 +8,9 @@ import json
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
-
-from enum import Enum
 
 import typer
 
@@ -70,7 +69,8 @@ class Partition(str, Enum):
     label_skew = "label-skew"
 
 
-_CHOICES: dict[str, type[Enum]] = {"--engine": Engine, "--log-format": LogFormat, "--purpose": Purpose, "--partition": Partition}
+_CHOICES: dict[str, type[Enum]] = {"--engine": Engine, "--log-format": LogFormat, "--purpose": Purpose,
+                                   "--partition": Partition}
 
 
 def _version(show: bool) -> None:
@@ -97,7 +97,8 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run, once this one succeeded"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate config, keys and input schema; write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
-    log_format: LogFormat = typer.Option("text", "--log-format", help="log lines on stderr: text, or json (one object per line)"),
+    log_format: LogFormat = typer.Option("text", "--log-format",
+                                         help="log lines on stderr: text, or json (one object per line)"),
     engine: Engine = typer.Option(Engine.streaming, "--engine",
                                   help="streaming (one process, flat memory) or dask (a local or given cluster)"),
     scheduler: Optional[str] = typer.Option(
