@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -21,21 +22,74 @@ from .keyring import Keyring
 from .progress import LOG_FORMATS, Progress, configure_logging, json_logging
 
 EXIT_BUG = 70
+
+
+def _examples(*lines: str) -> str:
+    """A command's --help epilog: its examples, one per line."""
+    return "\n\n".join(["Examples:", *(f"  {line}" for line in lines)])  # typer keeps a line per paragraph
+
+
 app = typer.Typer(
     name="privprep",
-    help="Privacy preprocessing for data that will train models.",
+    help="Privacy preprocessing for data that will train models: Parquet/CSV in; a run directory of sanitized "
+    "Parquet, report.json and report.html out. Set-up and config reference: README.md, docs/config.md.",
+    epilog=_examples("privprep init patients.parquet --output pipeline.yaml", "privprep keys new --output keys/dev.keyring",
+                     "privprep run pipeline.yaml --dry-run")
+    + "\n\nExit codes: 0 success, 1 handled failure, 2 usage or config error; --debug anywhere shows the traceback.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(help="Create, list and rotate keyring keys (material is never printed).", no_args_is_help=True)
-federate_app = typer.Typer(help="Federated DP training.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and rotate keyring keys (material is never printed).", no_args_is_help=True,
+                       epilog=_examples("privprep keys new --output keys/dev.keyring",
+                                        "privprep keys list keys/dev.keyring"))
+federate_app = typer.Typer(help="Federated DP training.", no_args_is_help=True,
+                           epilog=_examples("privprep federate simulate sample_data/pipeline.yaml --sites 3 --rounds 5"))
 app.add_typer(keys_app, name="keys")
 app.add_typer(federate_app, name="federate")
 log = logging.getLogger("privprep")
 
 
-@app.command()
+# click's exceptions as typer raises them (typer >= 0.2x vendors click as typer._click; older typer uses click itself)
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+# Options with a fixed set of values: --help shows them as [a|b], a bad value fails as a usage error naming them.
+class Engine(str, Enum):
+    streaming = "streaming"
+    dask = "dask"
+
+
+LogFormat = Enum("LogFormat", {name: name for name in LOG_FORMATS}, type=str)  # type: ignore[misc]
+Purpose = Enum("Purpose", {name: name for name in ALGORITHMS}, type=str)  # type: ignore[misc]
+
+
+class Partition(str, Enum):
+    iid = "iid"
+    label_skew = "label-skew"
+
+
+_CHOICES: dict[str, type[Enum]] = {"--engine": Engine, "--log-format": LogFormat, "--purpose": Purpose,
+                                   "--partition": Partition}
+
+
+def _version(show: bool) -> None:
+    if show:
+        from .report import privprep_version
+
+        typer.echo(f"privprep {privprep_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="print the version and exit"),
+) -> None:
+    pass
+
+
+@app.command(epilog=_examples("privprep run sample_data/pipeline.yaml --dry-run",
+                               "privprep run sample_data/pipeline.yaml --overwrite --engine dask"))
 def run(
     config: Path = typer.Argument(..., help="pipeline config (YAML)"),
     input: Optional[str] = typer.Option(None, "--input", help="override the config's input"),
@@ -43,40 +97,56 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run, once this one succeeded"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate config, keys and input schema; write nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
-    log_format: str = typer.Option("text", "--log-format", help="log lines on stderr: text, or json (one object per line)"),
-    engine: str = typer.Option("streaming", "--engine", help="streaming (one process, flat memory) or dask"),
+    log_format: LogFormat = typer.Option("text", "--log-format",
+                                         help="log lines on stderr: text, or json (one object per line)"),
+    engine: Engine = typer.Option(Engine.streaming, "--engine",
+                                  help="streaming (one process, flat memory) or dask (a local or given cluster)"),
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="with --engine dask: a scheduler address (tcp://host:8786); default a local cluster"
     ),
 ) -> None:
-    """Run the pipeline of CONFIG."""
-    if engine not in ("streaming", "dask"):
-        raise UsageError(f"--engine must be 'streaming' or 'dask', not '{engine}'")
+    """Run the pipeline of CONFIG: sanitized Parquet, report.json and report.html in its output run directory."""
+    log_format, engine = LogFormat(log_format).value, Engine(engine).value
     if scheduler is not None and engine != "dask":
         raise UsageError("--scheduler applies only to --engine dask")
-    if log_format not in LOG_FORMATS:
-        raise UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not '{log_format}'")
     _logging(quiet, log_format)
     if dry_run:
         typer.echo(api.plan(config, input=input, output=output).describe())
         return
     progress = Progress(quiet=quiet, terminal=False if log_format == "json" else None)
-    result = api.run(config, input=input, output=output, overwrite=overwrite, progress=progress,
-                     engine=engine, scheduler=scheduler)
-    out = result.report["output"]
-    if log_format == "json":
-        log.info("run finished", extra={"event": "run_done", "run_dir": str(result.run_dir), "rows": out["rows"],
-                                        "rows_removed": out["rows_removed"]})
-    elif not quiet:
-        typer.echo(f"{result.run_dir}: {out['rows']:,} rows written, {out['rows_removed']:,} removed", err=True)
+    api.run(config, input=input, output=output, overwrite=overwrite, progress=progress, engine=engine, scheduler=scheduler)
+    # the result is the runner's one "wrote N rows (M removed) to RUN_DIR" line (event run_done), not repeated here
 
 
-@app.command()
+@app.command(epilog=_examples("privprep init data/customers.parquet --output customers.yaml")
+             + "\n\nThe stages protect the identifiers and k-anonymize the quasi-identifiers; numeric sensitive columns "
+             "get no bounds (DP statistics refuse them until you declare them). Only column names and types are read.")
+def init(
+    input: str = typer.Argument(..., help="Parquet/CSV file, directory or glob (only its column names and types are read)"),
+    output: Path = typer.Option(Path("pipeline.yaml"), "--output", "--out", "-o", help="config file to write"),
+    force: bool = typer.Option(False, "--force", help="replace an existing config file"),
+    delimiter: str = typer.Option(",", "--delimiter", help="CSV field delimiter"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
+) -> None:
+    """Write a starting config for INPUT: every column declared with a guessed role, marked '# review'."""
+    from .init_config import ROLES, write_starting_config, yaml_keyring
+
+    _logging(quiet)
+    columns = write_starting_config(input, output, force=force, delimiter=delimiter)
+    if not quiet:
+        counts = ", ".join(f"{sum(c.role == r for c in columns)} {r}" for r in ROLES)
+        keyring = yaml_keyring(output)
+        keys = f"privprep keys new --output {keyring} --exist-ok && " if keyring else ""
+        typer.echo(f"wrote {output}: {len(columns)} columns ({counts}); review every '# review' line, then: "
+                   f"{keys}privprep run {output} --dry-run", err=True)
+
+
+@app.command(epilog=_examples("privprep sample --rows 3000 --output data/"))
 def sample(
     rows: int = typer.Option(3000, "--rows", min=0, help="number of rows"),
-    out: Path = typer.Option(..., "--out", help="output directory"),
+    out: Path = typer.Option(..., "--output", "--out", help="output directory (gets patients.parquet)"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
 ) -> None:
     """Generate the synthetic sample dataset (Faker, seeded)."""
     from .sample import write_sample
@@ -87,10 +157,12 @@ def sample(
         typer.echo(f"wrote {rows:,} rows to {', '.join(str(p) for p in paths)}", err=True)
 
 
-@keys_app.command("new")
+@keys_app.command("new", epilog=_examples("privprep keys new --output keys/dev.keyring",
+                                         "privprep keys new --output keys/analyst.keyring --purpose recipient --id analyst-1"))
 def keys_new(
-    out: Path = typer.Option(..., "--out", help="keyring file to create or add to"),
-    purpose: Optional[str] = typer.Option(None, "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
+    out: Path = typer.Option(..., "--output", "--out", help="keyring file to create or add to"),
+    purpose: Optional[Purpose] = typer.Option(None, "--purpose",
+                                              help="the purpose of one new key (default: one key per symmetric purpose)"),
     key_id: Optional[str] = typer.Option(None, "--id", help="id of the new key (with --purpose)"),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="do nothing if the keyring already exists"),
     force: bool = typer.Option(
@@ -106,6 +178,7 @@ def keys_new(
     _logging(False)
     if exist_ok and force:
         raise UsageError("--exist-ok keeps an existing keyring as it is and --force adds new primary keys to it; give one of them")
+    purpose = Purpose(purpose).value if purpose is not None else None
     if exist_ok and out.exists():
         Keyring.load(out)
         typer.echo(f"keyring {out} exists; left as it is", err=True)
@@ -116,7 +189,7 @@ def keys_new(
         _write_public(ring, ring.entries()[-1].id, public_out)
 
 
-@keys_app.command("list")
+@keys_app.command("list", epilog=_examples("privprep keys list keys/dev.keyring --json"))
 def keys_list(
     file: Path = typer.Argument(..., help="keyring file"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -137,15 +210,16 @@ def keys_list(
         typer.echo(f"{row['id']:<36} {row['purpose']:<13} {row['algorithm']:<12} {row['created']:<26} {'yes' if row['primary'] else ''}")
 
 
-@keys_app.command("rotate")
+@keys_app.command("rotate", epilog=_examples("privprep keys rotate keys/dev.keyring --purpose pseudonymize"))
 def keys_rotate(
     file: Path = typer.Argument(..., help="keyring file"),
-    purpose: str = typer.Option(..., "--purpose", help=f"one of {', '.join(ALGORITHMS)}"),
+    purpose: Purpose = typer.Option(..., "--purpose", help="the purpose of the new primary key"),
     public_out: Optional[Path] = typer.Option(None, "--public-out", help="with --purpose recipient: where to write the public key"),
 ) -> None:
     """Add a new primary key of PURPOSE; older keys stay, so data written under them still decrypts.
     New runs use the new key (for pseudonymize and tokenize: new pseudonyms and tokens, a new epoch)."""
     _logging(False)
+    purpose = Purpose(purpose).value
     ring = Keyring.load(file)
     entry = ring.add(purpose)
     ring.save()
@@ -161,7 +235,8 @@ def _write_public(ring: Keyring, key_id: str, path: Optional[Path]) -> None:
     typer.echo(f"public key of recipient key {key_id}: {written} (give this file to producers)", err=True)
 
 
-@app.command()
+@app.command(epilog=_examples("privprep check sample_data/patients.parquet --qi birth_date,zip,sex --sensitive diagnosis",
+                               "privprep check out/sample/data --qi birth_date,zip,sex,occupation --k 5 --json"))
 def check(
     input: str = typer.Argument(..., help="Parquet/CSV file, directory or glob"),
     qi: str = typer.Option(..., "--qi", help="quasi-identifiers, comma-separated"),
@@ -183,7 +258,8 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-@app.command()
+@app.command(epilog=_examples("privprep decrypt out/sample --keyring keys/sample.keyring --columns national_id,diagnosis "
+                               "--output out/sample-clear"))
 def decrypt(
     run_dir: Path = typer.Argument(..., help="a run directory written by privprep run"),
     keyring: Path = typer.Option(..., "--keyring", help="keyring holding the keys of the columns"),
@@ -197,12 +273,11 @@ def decrypt(
 
     _logging(quiet)
     names = [part.strip() for part in columns.split(",") if part.strip()]
-    result = decrypt_run(run_dir, keyring=keyring, columns=names, output=output, overwrite=overwrite, progress=Progress(quiet=quiet))
-    if not quiet:
-        typer.echo(f"{result.run_dir}: {result.report['output']['rows']:,} rows, decrypted {', '.join(names)}", err=True)
+    decrypt_run(run_dir, keyring=keyring, columns=names, output=output, overwrite=overwrite, progress=Progress(quiet=quiet))
+    # the result is decrypt_run's one "decrypted ... into DIR" line, not repeated here
 
 
-@app.command()
+@app.command(epilog=_examples("privprep report out/sample"))
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory written by privprep run"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
@@ -218,7 +293,9 @@ def report(
         typer.echo(f"wrote {path}{plots}", err=True)
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "privprep attack out/sample --auxiliary voters.parquet --on age,zip,sex --target diagnosis --json",
+    "privprep attack out/sample --auxiliary voters.parquet --on age,zip --truth person_id --record"))
 def attack(
     run_dir: Path = typer.Argument(..., help="a run directory written by privprep run (with a k_anonymity stage)"),
     auxiliary: str = typer.Option(..., "--auxiliary", help="what an attacker knows: Parquet/CSV with raw quasi-identifier values"),
@@ -239,12 +316,14 @@ def attack(
     typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "privprep sweep sample_data/pipeline.yaml --k 2,5,10 --epsilon 0.5,1,3 --output out/sweep",
+    "privprep sweep sample_data/pipeline.yaml --epsilon 0.1,0.5,1,3 --max-error 0.05"))
 def sweep(
     config: Path = typer.Argument(..., help="pipeline config (YAML)"),
     k: Optional[str] = typer.Option(None, "--k", help="k values, comma-separated (default 2,5,10,20 with a k_anonymity stage)"),
     epsilon: Optional[str] = typer.Option(None, "--epsilon", help="epsilon values, comma-separated (default 0.1,0.5,1,3 with DP stages)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="sweep directory (default: the config's output + '-sweep')"),
+    out: Optional[Path] = typer.Option(None, "--output", "--out", help="sweep directory (default: the config's output + '-sweep')"),
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="stop at the smallest epsilon whose training accuracy reaches this"),
     max_error: Optional[float] = typer.Option(None, "--max-error", help="stop at the smallest epsilon whose largest relative DP error is at most this"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier sweep directory, once this one succeeded"),
@@ -262,11 +341,13 @@ def sweep(
         typer.echo(result.summary(), err=True)
 
 
-@federate_app.command("simulate")
+@federate_app.command("simulate", epilog=_examples(
+    "privprep federate simulate sample_data/pipeline.yaml --sites 3 --rounds 5 --output out/federated",
+    "privprep federate simulate sample_data/pipeline.yaml --sites 3 --partition label-skew --alpha 0.3"))
 def federate_simulate(
     config: Path = typer.Argument(..., help="pipeline config (YAML) with a train stage and a budget"),
     sites: int = typer.Option(..., "--sites", help="number of sites (data holders) to split the input into, >= 2"),
-    partition: str = typer.Option("iid", "--partition", help="iid, or label-skew (Dirichlet over each label's rows)"),
+    partition: Partition = typer.Option(Partition.iid, "--partition", help="iid, or label-skew (Dirichlet over each label's rows)"),
     rounds: int = typer.Option(5, "--rounds", help="FedAvg rounds"),
     local_epochs: Optional[int] = typer.Option(None, "--local-epochs", help="epochs per round at each site (default: train.epochs / rounds)"),
     alpha: float = typer.Option(0.5, "--alpha", help="label-skew: Dirichlet concentration (smaller: more skewed)"),
@@ -281,6 +362,7 @@ def federate_simulate(
     """Split the input into N sites, sanitize each at its site, train with FedAvg and DP-SGD at every site (Flower)."""
     from .federated.simulate import simulate
 
+    partition = Partition(partition).value
     _logging(quiet)
     try:
         result = simulate(
@@ -300,7 +382,7 @@ def federate_simulate(
         typer.echo(f"{result.run_dir}: {sites} sites, {rounds} rounds, global accuracy {accuracy}; {per_site}", err=True)
 
 
-@federate_app.command("prepare")
+@federate_app.command("prepare", epilog=_examples("privprep federate prepare site.yaml --name hospital-a --output out/site-a"))
 def federate_prepare(
     config: Path = typer.Argument(..., help="this site's pipeline config (YAML): its own input, budget and ledger"),
     output: Optional[str] = typer.Option(None, "--output", help="override the config's output run directory"),
@@ -335,8 +417,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: list[str], debug: bool) -> int:
     try:
-        app(args=args, prog_name="privprep")  # handles --help and bad flags itself (exit 2)
-        return 0
+        code = _command().main(args=args, prog_name="privprep", standalone_mode=False)  # --help prints, returns 0
+        return code if isinstance(code, int) else 0
+    except _click_errors.NoArgsIsHelpError as exc:  # no subcommand: the help was printed
+        return exc.exit_code
+    except _click_errors.ClickException as exc:  # a bad flag or value: one line, like every user error
+        _error(_usage_message(exc))
+        return exc.exit_code
+    except typer.Abort:
+        _error("interrupted; nothing was written")
+        return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except PrivprepError as exc:
@@ -352,6 +442,34 @@ def _dispatch(args: list[str], debug: bool) -> int:
             raise
         _error(f"internal error ({type(exc).__name__}); this is a bug, rerun with --debug for the traceback")
         return EXIT_BUG
+
+
+def _command() -> Any:
+    """The app's click command. typer <= 0.20 under click >= 8.5 loses each argument's help (click's Argument now
+    takes ``help`` and resets what typer set), so it is put back from the command's declaration."""
+    import inspect
+
+    command = typer.main.get_command(app)
+    pending = [command]
+    while pending:
+        current = pending.pop()
+        pending.extend(getattr(current, "commands", {}).values())
+        declared = inspect.signature(current.callback).parameters if current.callback else {}
+        for param in current.params:
+            info = declared[param.name].default if param.name in declared else None
+            if getattr(param, "help", "") is None and isinstance(info, typer.models.ArgumentInfo) and info.help:
+                param.help = info.help
+    return command
+
+
+def _usage_message(exc: Exception) -> str:
+    """Click's message on one line, with where to get help: ``--engine must be one of streaming, dask (see ...)``."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    name = next(iter(getattr(getattr(exc, "param", None), "opts", None) or []), None)
+    if isinstance(exc, typer.BadParameter) and name in _CHOICES:
+        message = f"{name} must be one of {', '.join(c.value for c in _CHOICES[name])}"
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see '{ctx.command_path} --help')" if ctx is not None else message
 
 
 def _error(message: str) -> None:

@@ -53,10 +53,13 @@ class Progress:
         started = time.perf_counter()
         done = [0]
         if self.terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
 
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                        TextColumn("rows"), TimeElapsedColumn())
+            if total:  # an estimate of the time left, where the total is known
+                columns += (TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left"))
             with self._bar(*columns) as bar:
                 task_id = bar.add_task(description, total=total)
 

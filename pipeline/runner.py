@@ -114,7 +114,9 @@ def execute(
             _write_stats(run_dir.path, plan, extra)
         write_report(run_dir.path, report)
         target = run_dir.commit()
-    log.info("wrote %s rows to %s in %.2f s", f"{written.rows_out:,}", target, timings["total_seconds"])
+    removed = report["output"]["rows_removed"]
+    log.info("wrote %s rows (%s removed) to %s in %.2f s", f"{written.rows_out:,}", f"{removed:,}", target, timings["total_seconds"],
+             extra={"event": "run_done", "run_dir": str(target), "rows": written.rows_out, "rows_removed": removed})
     return RunResult(run_dir=target, report=report)
 
 

@@ -17,7 +17,41 @@ import yaml
 from privprep.pipeline.cli import main
 from privprep.pipeline.keyring import Keyring
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Reference data the repository ships (small copies; sources and licences in tests/data/README.md).
+TEST_DATA = Path(__file__).resolve().parent / "data"
+#: Where the larger reference data lives when it is there (``../shared/data`` beside the checkout).
+DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_root(environ: Any = os.environ) -> Path | None:
+    """The reference-data folder outside the repository, or None when it is hidden or absent.
+
+    ``PRIVPREP_SHARED_DATA`` overrides the default ``../shared/data``: a path, or empty / ``none`` to hide
+    it (CI runs the suite once that way, to prove a clone with nothing beside it passes).
+
+    >>> shared_data_root({"PRIVPREP_SHARED_DATA": "none"}) is None
+    True
+    """
+    value = environ.get("PRIVPREP_SHARED_DATA")
+    if value is None:
+        path = DEFAULT_SHARED_DATA
+    elif value.strip().lower() in ("", "none"):
+        return None
+    else:
+        path = Path(value).expanduser()
+    return path if path.is_dir() else None
+
+
+#: None when there is no reference data outside the repository: a test that needs it skips, naming it.
+SHARED_DATA = shared_data_root()
+
+
+def shared_data(name: str) -> Path:
+    """``SHARED_DATA / name``, or a skip naming what is missing (for data too large to ship in tests/data)."""
+    if SHARED_DATA is None or not (SHARED_DATA / name).exists():
+        where = SHARED_DATA if SHARED_DATA is not None else "../shared/data (or PRIVPREP_SHARED_DATA)"
+        pytest.skip(f"reference data '{name}' not present in {where}")
+    return SHARED_DATA / name
 
 COLUMNS = {
     "patient_id": {"role": "identifier"},

@@ -10,9 +10,9 @@ import pytest
 
 from privprep.schemas.keyring import SecretKey
 from privprep.transforms import Encrypt, Tokenize
-from tests.conftest import SHARED_DATA, tree_digest
+from tests.conftest import TEST_DATA, tree_digest
 
-PYCANON = SHARED_DATA / "pycanon"
+PYCANON = TEST_DATA / "pycanon"
 
 
 def write(tmp_path: Path, frame: pd.DataFrame) -> Path:
@@ -49,7 +49,6 @@ def test_check_unknown_column_is_a_usage_error(tmp_path: Path, cli) -> None:
     assert typo.code == 2 and "not in input" in typo.err and "zp (did you mean 'zip'?)" in typo.err
 
 
-@pytest.mark.skipif(not PYCANON.is_dir(), reason="shared reference data not present")
 def test_pycanon_k5_table_is_5_anonymous(cli) -> None:
     qis = "Teacher,Gender,Ethnic,Freeredu,wesson"
     original = json.loads(cli("check", PYCANON / "StudentsMath_Score.csv", "--qi", qis, "--sensitive", "Score", "--json").out)

@@ -10,19 +10,18 @@ import pytest
 
 from privprep.schemas.errors import ConfigError, DataError
 from privprep.transforms.hierarchies import build_hierarchy, read_arx_csv, write_arx_csv
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-ADULT = SHARED_DATA / "adult"
+ADULT = TEST_DATA / "adult"
 # levels per column counting level 0, from the data's README
 ADULT_LEVELS = {"sex": 2, "age": 5, "race": 2, "marital-status": 3, "education": 4, "native-country": 3,
                 "workclass": 3, "occupation": 3, "salary-class": 2}
 
 
 def adult() -> pa.Table:
-    return pacsv.read_csv(ADULT / "adult.csv", parse_options=pacsv.ParseOptions(delimiter=";"))
+    return pacsv.read_csv(ADULT / "adult.csv.gz", parse_options=pacsv.ParseOptions(delimiter=";"))
 
 
-@pytest.mark.skipif(not ADULT.is_dir(), reason="shared reference data not present")
 @pytest.mark.parametrize("column", list(ADULT_LEVELS))
 def test_arx_adult_hierarchies_load_unchanged(column: str) -> None:
     values = pc.unique(adult().column(column))
@@ -31,7 +30,6 @@ def test_arx_adult_hierarchies_load_unchanged(column: str) -> None:
     assert set(hierarchy.level(hierarchy.height).to_pylist()) == {"*"}
 
 
-@pytest.mark.skipif(not ADULT.is_dir(), reason="shared reference data not present")
 def test_arx_round_trip(tmp_path: Path) -> None:
     source = ADULT / "adult_hierarchy_education.csv"
     values = pa.array(list(read_arx_csv(source)))

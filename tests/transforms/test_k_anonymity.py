@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 
 from privprep.schemas.errors import PrivacyError
 from privprep.transforms import KAnonymity
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-ADULT = SHARED_DATA / "adult"
+ADULT = TEST_DATA / "adult"
 QIS = ["sex", "age", "race", "marital-status", "education", "native-country", "workclass", "occupation", "salary-class"]
 
 
 def adult_frame() -> pd.DataFrame:
-    return pd.read_csv(ADULT / "adult.csv", sep=";", dtype=str, keep_default_na=False)
+    return pd.read_csv(ADULT / "adult.csv.gz", sep=";", dtype=str, keep_default_na=False)
 
 
 def adult_stage(k: int, limit: float, **extra) -> KAnonymity:
@@ -85,7 +85,6 @@ class ExhaustiveAdult:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ADULT.is_dir(), reason="shared reference data not present")
 def test_adult_optimum_equals_exhaustive_enumeration() -> None:
     pairs = [(5, 0.04), (100, 0.04), (5, 0.0), (100, 0.0), (10, 0.01), (2, 0.02)]
     reference = ExhaustiveAdult().optimum(pairs)
@@ -102,7 +101,6 @@ def test_adult_optimum_equals_exhaustive_enumeration() -> None:
         assert report["search"]["nodes_checked"] < 12960 / 10
 
 
-@pytest.mark.skipif(not ADULT.is_dir(), reason="shared reference data not present")
 def test_adult_k5_4_percent_known_optimum_and_output() -> None:
     # the optimum of the exhaustive enumeration above, for the benchmark setting
     stage = adult_stage(5, 0.04)

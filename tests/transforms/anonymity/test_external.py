@@ -22,9 +22,9 @@ from privprep.transforms.anonymity.external import ChunkedEvaluator
 from privprep.transforms.anonymity.store import TupleStore
 from privprep.transforms.anonymity.tuples import TupleCounter
 from privprep.transforms.hierarchies import build_hierarchy
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-ADULT = SHARED_DATA / "adult"
+ADULT = TEST_DATA / "adult"
 QIS = ["sex", "age", "race", "marital-status", "education", "native-country", "workclass", "occupation", "salary-class"]
 
 
@@ -58,9 +58,8 @@ def test_store_chunks_round_trip_and_files_go_on_close(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(not ADULT.is_dir(), reason="shared reference data not present")
 def test_adult_in_buckets_equals_in_memory(tmp_path: Path) -> None:
-    frame = pd.read_csv(ADULT / "adult.csv", sep=";", dtype=str, keep_default_na=False)
+    frame = pd.read_csv(ADULT / "adult.csv.gz", sep=";", dtype=str, keep_default_na=False)
     table = pa.Table.from_pandas(frame[QIS], preserve_index=False)
     hierarchies = {q: {"csv": str(ADULT / f"adult_hierarchy_{q}.csv")} for q in QIS}
     memory = KAnonymity(k=5, quasi_identifiers=QIS, hierarchies=hierarchies, suppression_limit=0.04, memory_tuples=None)

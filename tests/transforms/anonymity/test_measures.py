@@ -10,9 +10,9 @@ import pytest
 from privprep.transforms.anonymity import measures
 from privprep.transforms.anonymity.criteria import sensitive_codes
 from privprep.transforms.anonymity.tuples import TupleCounter
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-LI = SHARED_DATA / "arx-toy" / "test2.csv"
+LI = TEST_DATA / "arx-toy" / "test2.csv"
 
 
 def li_table() -> pa.Table:
@@ -32,7 +32,6 @@ def emd_for_partition(partition: list[list[int]], column: str) -> list[float]:
     return measures.t_closeness(classes, tuples.counts, codes, len(partition), ordered=ordered).tolist()
 
 
-@pytest.mark.skipif(not LI.is_file(), reason="shared reference data not present")
 def test_li_et_al_ordered_emd_salary() -> None:
     # Table 4 of Li, Li, Venkatasubramanian (ICDE 2007): D[{3k,4k,5k}, Q] = 0.375 (ordered distance)
     assert emd_for_partition([[3, 4, 5], [6, 8, 11], [7, 9, 10]], "Salary")[0] == pytest.approx(0.375)
@@ -41,7 +40,6 @@ def test_li_et_al_ordered_emd_salary() -> None:
     assert emd == pytest.approx([1 / 6, 1 / 6, 1 / 12]) and max(emd) == pytest.approx(0.167, abs=5e-4)
 
 
-@pytest.mark.skipif(not LI.is_file(), reason="shared reference data not present")
 def test_equal_distance_emd_disease() -> None:
     # equal ground distance: ½ Σ|p − q| = ½ (2/9 + 1/9 + 1/9 + 1/9 + 2/9 + 1/9) = 4/9 for {gastric ulcer, gastritis, stomach cancer}
     assert emd_for_partition([[3, 4, 5], [6, 8, 11], [7, 9, 10]], "Disease")[0] == pytest.approx(4 / 9)
