@@ -14,12 +14,9 @@ from typing import Optional
 import typer
 
 from privprep.schemas.errors import PrivprepError, UsageError
-from privprep.schemas.keyring import ALGORITHMS
+from privprep.schemas.purposes import ALGORITHMS
 
-from . import api
-from .keyring import Keyring
-from .progress import LOG_FORMATS, Progress, configure_logging, json_logging
-
+# Everything else is imported inside the command that uses it: --help and keys load no data libraries.
 EXIT_BUG = 70
 app = typer.Typer(
     name="privprep",
@@ -50,6 +47,9 @@ def run(
     ),
 ) -> None:
     """Run the pipeline of CONFIG."""
+    from . import api
+    from .progress import LOG_FORMATS, Progress
+
     if engine not in ("streaming", "dask"):
         raise UsageError(f"--engine must be 'streaming' or 'dask', not '{engine}'")
     if scheduler is not None and engine != "dask":
@@ -99,6 +99,8 @@ def keys_new(
 ) -> None:
     """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose).
     With --purpose recipient the private key goes into the keyring and the public key into a .pub file."""
+    from .keyring import Keyring
+
     _logging(False)
     if exist_ok and out.exists():
         Keyring.load(out)
@@ -116,6 +118,8 @@ def keys_list(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """List key ids and purposes (never material)."""
+    from .keyring import Keyring
+
     _logging(False)
     ring = Keyring.load(file)
     primary = ring.primary_ids()
@@ -139,6 +143,8 @@ def keys_rotate(
 ) -> None:
     """Add a new primary key of PURPOSE; older keys stay, so data written under them still decrypts.
     New runs use the new key (for pseudonymize and tokenize: new pseudonyms and tokens, a new epoch)."""
+    from .keyring import Keyring
+
     _logging(False)
     ring = Keyring.load(file)
     entry = ring.add(purpose)
@@ -188,6 +194,7 @@ def decrypt(
 ) -> None:
     """Reverse encrypt, tokenize and column-encrypted columns of RUN_DIR for a holder of the keys."""
     from .decrypt import decrypt_run
+    from .progress import Progress
 
     _logging(quiet)
     names = [part.strip() for part in columns.split(",") if part.strip()]
@@ -230,6 +237,7 @@ def federate_simulate(
 ) -> None:
     """Split the input into N sites, sanitize each at its site, train with FedAvg and DP-SGD at every site (Flower)."""
     from .federated.simulate import simulate
+    from .progress import Progress
 
     _logging(quiet)
     try:
@@ -260,6 +268,7 @@ def federate_prepare(
 ) -> None:
     """At a real site: run CONFIG's stages before train on the site's data and write site.json for its SuperNode."""
     from .federated.prepare import prepare
+    from .progress import Progress
 
     _logging(quiet)
     result = prepare(config, output=output, name=name, overwrite=overwrite, progress=Progress(quiet=quiet))
@@ -269,6 +278,8 @@ def federate_prepare(
 
 
 def _logging(quiet: bool, log_format: str = "text") -> None:
+    from .progress import configure_logging
+
     configure_logging(quiet=quiet, log_format=log_format)
 
 
@@ -305,6 +316,8 @@ def _dispatch(args: list[str], debug: bool) -> int:
 
 
 def _error(message: str) -> None:
+    from .progress import json_logging
+
     if json_logging():  # --log-format json: the error is a JSON line too
         typer.echo(json.dumps({"level": "error", "logger": "privprep", "message": message, "event": "error"}), err=True)
         return

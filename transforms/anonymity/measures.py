@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def class_sizes(classes: np.ndarray, counts: np.ndarray, n_classes: int) -> np.ndarray:
@@ -53,6 +52,8 @@ def risk_from_profile(values: np.ndarray, classes: np.ndarray) -> dict[str, floa
 
 def _pair_counts(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int, n_values: int):
     """Rows per (class, sensitive value) pair, as sparse arrays (class, value, count) sorted by class."""
+    import pandas as pd  # here, not at import: a run without l-diversity needs no pandas
+
     key = classes.astype(np.int64) * n_values + sensitive
     codes, uniques = pd.factorize(key, sort=True)
     totals = np.bincount(codes, weights=counts, minlength=len(uniques)).astype(np.int64)
