@@ -110,7 +110,7 @@ class Evaluator:
         key: np.ndarray | None = None
         space = 1
         for g, members in enumerate(self.groups):
-            codes, card = self._group(g, tuple(node[i] for i in members))
+            codes, card = self._group(g, tuple([node[i] for i in members]))
             if key is None:  # the first group's cached codes, read-only: combining makes new arrays
                 key, space = codes, card
                 continue

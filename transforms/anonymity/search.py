@@ -90,9 +90,10 @@ class _Lattice:
         self._le = [[self.levels[:, i] <= lvl for lvl in range(h + 1)] for i, h in enumerate(heights)]
         self._ge = [[self.levels[:, i] >= lvl for lvl in range(h + 1)] for i, h in enumerate(heights)]
         self.strides = np.array([int(np.prod(self.heights[i + 1 :] + 1)) for i in range(len(heights))], dtype=np.int64)
+        self._strides = [int(x) for x in self.strides]  # Python ints: a node's index is a short sum, no numpy call
 
     def index(self, node: tuple[int, ...]) -> int:
-        return int(np.dot(np.asarray(node, dtype=np.int64), self.strides)) if len(node) else 0
+        return sum(level * stride for level, stride in zip(node, self._strides))
 
     def down_set(self, node: tuple[int, ...]) -> np.ndarray:
         out = np.ones(len(self.levels), dtype=bool)
