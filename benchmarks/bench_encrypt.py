@@ -5,9 +5,11 @@ one process, on the very same values and with the same key:
 
 * encrypt  ``Encrypt(columns=["v"], key=k).transform(table)``: canonical bytes, one ``os.urandom``
   for all nonces, ``AESGCM.encrypt`` per value, the output binary column assembled in C++;
-* bare GCM ``[aesgcm.encrypt(n, v, ad) for n, v in zip(nonces, values)]`` over a Python list of the
-  values as bytes and a list of pre-made nonces (both built outside the timing): the floor set by the
-  library's per-call cost, with nothing else;
+* bare GCM ``[aesgcm.encrypt(os.urandom(12), v, ad) for v in values]`` over a Python list of the values
+  as bytes (built outside the timing): the hand-written script privprep must beat (goal: privprep's
+  time <= 1.0x this loop's, i.e. rows/s ratio >= 1.0x);
+* bare GCM, nonces pre-made ``[aesgcm.encrypt(n, v, ad) for n, v in zip(nonces, values)]`` with the
+  list of nonces built outside the timing: the library's per-call cost alone, for reference;
 * tokenize ``Tokenize(columns=["v"], domain="bench", key=k).transform(table)``, on all-distinct values
   and on values with 10% distinct (each distinct value is encrypted once);
 * bare SIV ``[aessiv.encrypt(v, [head, domain]) for v in values]`` over every row.
@@ -109,11 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     check_encrypt(values, stage.transform(table))
 
     def bare_gcm() -> list[bytes]:
+        encrypt, urandom = aead.encrypt, os.urandom
+        return [encrypt(urandom(12), v, associated) for v in as_bytes]
+
+    def bare_gcm_premade() -> list[bytes]:
         encrypt = aead.encrypt
         return [encrypt(n, v, associated) for n, v in zip(nonces, as_bytes)]
 
     t_priv, t_bare = alternate(lambda: stage.transform(table), bare_gcm, args.repeats)
-    results.append(("encrypt", "all distinct", "AESGCM.encrypt", t_bare, t_priv))
+    results.append(("encrypt", "all distinct", "GCM+urandom", t_bare, t_priv, 1.0))
+    t_priv, t_bare = alternate(lambda: stage.transform(table), bare_gcm_premade, args.repeats)
+    results.append(("encrypt", "all distinct", "GCM, nonces made", t_bare, t_priv, GOAL))
     del nonces
 
     # tokenize vs bare AES-SIV, two data sets
@@ -132,27 +140,27 @@ def main(argv: list[str] | None = None) -> int:
             return [encrypt(v, siv_ad) for v in as_bytes]
 
         t_priv, t_bare = alternate(lambda t=table: tokenizer.transform(t), bare_siv, args.repeats)
-        results.append(("tokenize", label, "AESSIV.encrypt", t_bare, t_priv))
+        results.append(("tokenize", label, "AESSIV.encrypt", t_bare, t_priv, GOAL))
 
     print()
     print(f"encrypt / tokenize vs bare cryptography loops: {args.rows:,} rows of ~25-byte strings, "
           f"median of {args.repeats} alternating runs (after 1 warm-up)")
-    print(f"Goal: privprep >= {GOAL:g}x the bare loop's rows/s. Python {platform.python_version()}, "
+    print(f"Goals: encrypt >= 1.0x the rows/s of the bare loop with os.urandom nonces; else >= {GOAL:g}x. Python {platform.python_version()}, "
           f"cryptography {cryptography.__version__}, pyarrow {pa.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs, shared machine: figures are noisy, read the ratio")
-    head = (f"{'stage':<9} {'data':<13} {'bare loop':<15} {'bare rows/s':>12} {'privprep rows/s':>16} "
+    head = (f"{'stage':<9} {'data':<13} {'bare loop':<17} {'bare rows/s':>12} {'privprep rows/s':>16} "
             f"{'ratio':>6} {'goal':>5} {'met':>4}")
     print(head)
     print("-" * len(head))
-    for stage_name, label, bare_name, t_bare, t_priv in results:
+    for stage_name, label, bare_name, t_bare, t_priv, goal in results:
         bare, priv = statistics.median(t_bare), statistics.median(t_priv)
         ratio = bare / priv
-        print(f"{stage_name:<9} {label:<13} {bare_name:<15} {args.rows / bare:>12,.0f} {args.rows / priv:>16,.0f} "
-              f"{ratio:>5.2f}x {GOAL:>4g}x {'yes' if ratio >= GOAL else 'NO':>4}")
+        print(f"{stage_name:<9} {label:<13} {bare_name:<17} {args.rows / bare:>12,.0f} {args.rows / priv:>16,.0f} "
+              f"{ratio:>5.2f}x {goal:>4g}x {'yes' if ratio >= goal else 'NO':>4}")
     print()
     print("all timings (s):")
-    for stage_name, label, _, t_bare, t_priv in results:
-        print(f"  {stage_name:<9} {label:<13} bare     " + " ".join(f"{t:.3f}" for t in t_bare))
+    for stage_name, label, bare_name, t_bare, t_priv, _ in results:
+        print(f"  {stage_name:<9} {label:<13} bare ({bare_name}) " + " ".join(f"{t:.3f}" for t in t_bare))
         print(f"  {stage_name:<9} {label:<13} privprep " + " ".join(f"{t:.3f}" for t in t_priv))
     return 0
 

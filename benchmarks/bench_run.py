@@ -43,7 +43,7 @@ BIN = Path(sys.executable).parent
 PRIVPREP = BIN / "privprep"
 BATCH_ROWS = 65_536          # privprep's default io.batch_rows
 ROWS_PER_FILE = 1_000_000    # privprep's default io.rows_per_file
-RATIO_GOAL = 3.0
+RATIO_GOAL = 1.5
 RSS_GOAL_MB = 1024.0
 
 COLUMNS = {

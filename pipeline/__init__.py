@@ -2,10 +2,24 @@
 order, reports and the CLI.
 
 >>> from privprep.pipeline import run, plan  # doctest: +SKIP
+
+Names are imported on first use, so ``privprep --help`` and ``privprep keys`` load no data libraries.
 """
 
-from .api import plan, run
-from .report import privprep_version
+from __future__ import annotations
 
-__version__ = privprep_version()
+from typing import Any
+
 __all__ = ["__version__", "plan", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("plan", "run"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "__version__":
+        from .report import privprep_version
+
+        return privprep_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

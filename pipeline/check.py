@@ -87,9 +87,10 @@ def measure(
         per_column = {}
         for name in sensitive:
             codes, ordered = sensitive_codes(tuples, name)
-            distinct = measures.distinct_l(classes, tuples.counts, codes, space)[present]
-            entropy = measures.entropy_l(classes, tuples.counts, codes, space)[present]
-            emd = measures.t_closeness(classes, tuples.counts, codes, space, ordered=ordered)[present]
+            pairs = measures.pair_counts(classes, tuples.counts, codes, space)  # once for the three measures
+            distinct = measures.distinct_l(classes, tuples.counts, codes, space, pairs=pairs)[present]
+            entropy = measures.entropy_l(classes, tuples.counts, codes, space, pairs=pairs)[present]
+            emd = measures.t_closeness(classes, tuples.counts, codes, space, ordered=ordered, pairs=pairs)[present]
             per_column[name] = {
                 "distinct_l": int(distinct.min()) if len(distinct) else 0,
                 "entropy_l": float(entropy.min()) if len(entropy) else 0.0,

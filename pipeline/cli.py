@@ -10,17 +10,17 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from privprep.schemas.errors import PrivprepError, UsageError
-from privprep.schemas.keyring import ALGORITHMS
+from privprep.schemas.purposes import ALGORITHMS
 
-from . import api
-from .keyring import Keyring
-from .progress import LOG_FORMATS, Progress, configure_logging, json_logging
+if TYPE_CHECKING:
+    from .keyring import Keyring
 
+# Everything else is imported inside the command that uses it: --help and keys load no data libraries.
 EXIT_BUG = 70
 
 
@@ -60,7 +60,7 @@ class Engine(str, Enum):
     dask = "dask"
 
 
-LogFormat = Enum("LogFormat", {name: name for name in LOG_FORMATS}, type=str)  # type: ignore[misc]
+LogFormat = Enum("LogFormat", {name: name for name in ("text", "json")}, type=str)  # type: ignore[misc]  # progress.LOG_FORMATS
 Purpose = Enum("Purpose", {name: name for name in ALGORITHMS}, type=str)  # type: ignore[misc]
 
 
@@ -106,6 +106,9 @@ def run(
     ),
 ) -> None:
     """Run the pipeline of CONFIG: sanitized Parquet, report.json and report.html in its output run directory."""
+    from . import api
+    from .progress import Progress
+
     log_format, engine = LogFormat(log_format).value, Engine(engine).value
     if scheduler is not None and engine != "dask":
         raise UsageError("--scheduler applies only to --engine dask")
@@ -175,6 +178,8 @@ def keys_new(
 ) -> None:
     """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose).
     With --purpose recipient the private key goes into the keyring and the public key into a .pub file."""
+    from .keyring import Keyring
+
     _logging(False)
     if exist_ok and force:
         raise UsageError("--exist-ok keeps an existing keyring as it is and --force adds new primary keys to it; give one of them")
@@ -195,6 +200,8 @@ def keys_list(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """List key ids and purposes (never material)."""
+    from .keyring import Keyring
+
     _logging(False)
     ring = Keyring.load(file)
     primary = ring.primary_ids()
@@ -218,6 +225,8 @@ def keys_rotate(
 ) -> None:
     """Add a new primary key of PURPOSE; older keys stay, so data written under them still decrypts.
     New runs use the new key (for pseudonymize and tokenize: new pseudonyms and tokens, a new epoch)."""
+    from .keyring import Keyring
+
     _logging(False)
     purpose = Purpose(purpose).value
     ring = Keyring.load(file)
@@ -270,6 +279,7 @@ def decrypt(
 ) -> None:
     """Reverse encrypt, tokenize and column-encrypted columns of RUN_DIR for a holder of the keys."""
     from .decrypt import decrypt_run
+    from .progress import Progress
 
     _logging(quiet)
     names = [part.strip() for part in columns.split(",") if part.strip()]
@@ -330,6 +340,7 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
 ) -> None:
     """Privacy-utility sweep: run CONFIG once per k and per epsilon (scratch ledger), write sweep.json and sweep.html."""
+    from .progress import Progress
     from .sweep import parse_values, run_sweep
 
     _logging(quiet)
@@ -361,6 +372,7 @@ def federate_simulate(
 ) -> None:
     """Split the input into N sites, sanitize each at its site, train with FedAvg and DP-SGD at every site (Flower)."""
     from .federated.simulate import simulate
+    from .progress import Progress
 
     partition = Partition(partition).value
     _logging(quiet)
@@ -392,6 +404,7 @@ def federate_prepare(
 ) -> None:
     """At a real site: run CONFIG's stages before train on the site's data and write site.json for its SuperNode."""
     from .federated.prepare import prepare
+    from .progress import Progress
 
     _logging(quiet)
     result = prepare(config, output=output, name=name, overwrite=overwrite, progress=Progress(quiet=quiet))
@@ -401,6 +414,8 @@ def federate_prepare(
 
 
 def _logging(quiet: bool, log_format: str = "text") -> None:
+    from .progress import configure_logging
+
     configure_logging(quiet=quiet, log_format=log_format)
 
 
@@ -473,6 +488,8 @@ def _usage_message(exc: Exception) -> str:
 
 
 def _error(message: str) -> None:
+    from .progress import json_logging
+
     if json_logging():  # --log-format json: the error is a JSON line too
         typer.echo(json.dumps({"level": "error", "logger": "privprep", "message": message, "event": "error"}), err=True)
         return

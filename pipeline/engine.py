@@ -21,6 +21,7 @@ import pyarrow as pa
 from privprep.transforms.base import Stage
 
 from .io import PartWriter
+from .overlap import WriteBehind, prefetch
 from .output_files import OutputFiles
 from .plan import Plan
 from .progress import Progress
@@ -90,6 +91,43 @@ class Engine(Protocol):
         """The report's ``engine`` entry."""
 
 
+def unread_columns(stages: list[Stage]) -> set[str]:
+    """Input columns the write pass need not read: removed by a ``drop`` stage before any stage reads them.
+
+    Only privprep's own stages, which touch just the columns they name, are looked through; at a
+    plug-in stage or one that works on every column, the search stops."""
+    used: set[str] = set()
+    unread: set[str] = set()
+    for stage in stages:
+        if stage.kind == "sink":
+            break
+        if stage.name == "drop" and type(stage).__module__ == "privprep.transforms.drop":
+            unread |= {c for c in stage.input_columns() if c not in used}
+            continue
+        if not type(stage).__module__.startswith("privprep.transforms") or not stage.input_columns():
+            break
+        used |= set(stage.input_columns())
+    return unread
+
+
+class _Unread:
+    """A drop stage whose columns were never read: passes batches through."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+
+    def transform(self, table: pa.Table) -> pa.Table:
+        return table
+
+
+def _reading(stage: Stage, unread: set[str]) -> Any:
+    """``stage`` as the write pass runs it when ``unread`` columns are not read."""
+    if not unread or stage.name != "drop" or not unread & set(stage.input_columns()):
+        return stage
+    rest = [c for c in stage.input_columns() if c not in unread]
+    return type(stage)(columns=rest) if rest else _Unread(stage)  # type: ignore[call-arg]
+
+
 def observers(plan: Plan) -> tuple[list[Observer], list[str]]:
     """The observers of pass 1 and the input columns they need (in input order).
 
@@ -137,14 +175,30 @@ class StreamingEngine:
             encryption=outputs.properties, file_metadata=outputs.metadata,
         )
         rows_in = 0
-        row_stages = [(i, s) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
+        unread = unread_columns(plan.stages)
+        row_stages = [(i, _reading(s, unread)) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
         tally = StageTally()
-        batches = plan.source.batches(batch_rows=io.batch_rows, piece_rows=io.partition_rows)
-        with progress.task("writing", plan.source.rows) as advance:
-            for table in outputs.batches(batches, writer):
-                rows_in += table.num_rows
-                writer.write(tally.run(table, row_stages))
-                advance(table.num_rows)
+        names = [name for name in plan.source.schema.names if name not in unread]
+        batches = prefetch(plan.source.batches(names, batch_rows=io.batch_rows, piece_rows=io.partition_rows))
+        # parts start in order with the batches that open them when a stage keys per file; else write behind
+        behind = None if outputs.per_file else WriteBehind(writer.write)
+        try:
+            with progress.task("writing", plan.source.rows) as advance:
+                for table in outputs.batches(batches, writer):
+                    rows_in += table.num_rows
+                    out = tally.run(table, row_stages)
+                    if behind is None:
+                        writer.write(out)
+                    else:
+                        behind.write(out)
+                    advance(table.num_rows)
+            if behind is not None:
+                behind.join()
+        except BaseException:
+            if behind is not None:
+                behind.abort()
+            batches.close()
+            raise
         files = writer.close()
         for index, spent in tally.seconds.items():
             seconds[index] += spent
@@ -155,4 +209,4 @@ class StreamingEngine:
         return {"name": self.name}
 
 
-__all__ = ["Engine", "Observer", "StageTally", "StreamingEngine", "WriteResult", "observers"]
+__all__ = ["Engine", "Observer", "StageTally", "StreamingEngine", "WriteResult", "observers", "unread_columns"]

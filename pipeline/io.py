@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from privprep.schemas.errors import InputError
@@ -102,6 +101,8 @@ class InputSource:
             raise InputError(f"input file '{piece.file}' could not be read ({_short(exc)})") from None
 
     def _csv_batches(self, file: Path, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+        import pyarrow.dataset as ds  # here: importing it loads pandas (~0.4 s), which Parquet input never needs
+
         fmt = ds.CsvFileFormat(
             parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pacsv.ConvertOptions(column_types=self.schema),

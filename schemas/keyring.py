@@ -17,17 +17,9 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import KeyId, StrictModel
+from .purposes import ALGORITHMS, SYMMETRIC_PURPOSES
 
 Purpose = Literal["pseudonymize", "tokenize", "encrypt", "recipient"]
-#: Purposes of symmetric keys: ``privprep keys new`` without ``--purpose`` makes one key of each.
-SYMMETRIC_PURPOSES: tuple[str, ...] = ("pseudonymize", "tokenize", "encrypt")
-#: Algorithm name and key length in bytes per purpose.
-ALGORITHMS: dict[str, tuple[str, int]] = {
-    "pseudonymize": ("HMAC-SHA256", 32),
-    "tokenize": ("AES-SIV-512", 64),
-    "encrypt": ("AES-256-GCM", 32),
-    "recipient": ("X25519", 32),
-}
 
 
 class KeyEntry(StrictModel):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Callable
 
 import numpy as np
@@ -161,7 +162,7 @@ def encrypt_rows(encrypt: Callable[[bytes, bytes, bytes], bytes], head: bytes, a
     if count == 0:
         return pa.array([], pa.binary())
     nonces = np.frombuffer(os.urandom(NONCE_BYTES * count), dtype=f"V{NONCE_BYTES}").tolist()
-    sealed = [encrypt(nonce, value, associated) for nonce, value in zip(nonces, values)]
+    sealed = list(map(encrypt, nonces, values, repeat(associated, count)))  # the loop runs in C: no bytecode per value
     parts = [head] * (3 * count)
     parts[1::3] = nonces
     parts[2::3] = sealed

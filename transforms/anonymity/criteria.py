@@ -95,6 +95,7 @@ class Evaluator:
         self._cached_bytes = 0
         self.sensitive_codes = {name: sensitive_codes(tuples, name) for name in self._sensitive_columns()}
         self.checks = 0
+        self._weights = tuples.counts.astype(np.float64)  # bincount's weights, converted once
 
     def _sensitive_columns(self) -> list[str]:
         names = [c.column for c in self.criteria.l_diversity] + [name for name, _ in self.criteria.t_closeness]
@@ -106,14 +107,19 @@ class Evaluator:
         Ids may be sparse (some ids have no tuple): quasi-identifiers are combined group by group from
         cached dense group codes, and only a key space much larger than the table is densified."""
         m = len(self.tuples.counts)
-        key = np.zeros(m, dtype=np.int64)
+        key: np.ndarray | None = None
         space = 1
         for g, members in enumerate(self.groups):
-            codes, card = self._group(g, tuple(node[i] for i in members))
+            codes, card = self._group(g, tuple([node[i] for i in members]))
+            if key is None:  # the first group's cached codes, read-only: combining makes new arrays
+                key, space = codes, card
+                continue
             if space * card >= 1 << 62:
                 key, space = _densify(key)
             key = key * card + codes
             space *= card
+        if key is None:
+            return np.zeros(m, dtype=np.int64), 1
         if space > 4 * m + 4096:
             key, space = _densify(key)
         return key, space
@@ -138,6 +144,7 @@ class Evaluator:
                 key = key * self.cards[i][level] + self.gen(i, level)
                 space *= self.cards[i][level]
             cached = _densify(key) if space > 4 * len(key) + 4096 else (key, space)
+            cached[0].flags.writeable = False  # shared by every node with these levels
             if self._cached_bytes + cached[0].nbytes <= self._budget // 2:
                 self._group_codes[(g, levels)] = cached
                 self._cached_bytes += cached[0].nbytes
@@ -151,7 +158,7 @@ class Evaluator:
             return result.valid, result.monotone_valid
         self.checks += 1
         classes, n_classes = self.classes(node)
-        sizes = np.bincount(classes, weights=self.tuples.counts, minlength=n_classes)
+        sizes = np.bincount(classes, weights=self._weights, minlength=n_classes)
         valid = bool(sizes[sizes < self.criteria.k].sum() <= self.limit)
         return valid, valid
 
@@ -258,7 +265,7 @@ def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
     return ids, len(uniques)
 
 
-def _groups(heights: list[int], max_combinations: int = 64) -> list[list[int]]:
+def _groups(heights: list[int], max_combinations: int = 256) -> list[list[int]]:
     """Consecutive quasi-identifiers grouped so each group has at most ``max_combinations`` level combinations."""
     groups: list[list[int]] = []
     size = max_combinations + 1

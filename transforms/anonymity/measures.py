@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def class_sizes(classes: np.ndarray, counts: np.ndarray, n_classes: int) -> np.ndarray:
@@ -54,14 +53,38 @@ def risk_from_profile(values: np.ndarray, classes: np.ndarray) -> dict[str, floa
 def _pair_counts(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int, n_values: int):
     """Rows per (class, sensitive value) pair, as sparse arrays (class, value, count) sorted by class."""
     key = classes.astype(np.int64) * n_values + sensitive
-    codes, uniques = pd.factorize(key, sort=True)
+    codes, uniques = _factorize(key)
     totals = np.bincount(codes, weights=counts, minlength=len(uniques)).astype(np.int64)
     return uniques // n_values, uniques % n_values, totals
 
 
-def distinct_l(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int) -> np.ndarray:
+def pair_counts(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    """(class, value, rows) of every (class, sensitive value) pair present, sorted by class: compute it
+    once and pass it as ``pairs`` to :func:`distinct_l`, :func:`entropy_l` and :func:`t_closeness`."""
+    return _pair_counts(classes, counts, sensitive, n_classes, int(sensitive.max(initial=0)) + 1)
+
+
+def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and sorted uniques of ``key``: one linear pass when it is already sorted (distinct tuples
+    counted over QIs then sensitive columns are), else pandas' hash factorization."""
+    if len(key) < 2 or bool(np.all(key[1:] >= key[:-1])):
+        first = np.empty(len(key), dtype=bool)
+        first[:1] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        return np.cumsum(first) - 1, key[first]
+    import pandas as pd  # here, not at import: a run without l-diversity needs no pandas
+
+    return pd.factorize(key, sort=True)
+
+
+def distinct_l(
+    classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int, *, pairs: tuple[np.ndarray, ...] | None = None
+) -> np.ndarray:
     """Number of distinct sensitive values per class: a presence bitmap over (class, value) when it is
-    at most a few bytes per tuple, else one in-place sort of the (class, value) keys."""
+    at most a few bytes per tuple, else one in-place sort of the (class, value) keys (or the pairs of
+    :func:`pair_counts`, when given)."""
+    if pairs is not None:
+        return np.bincount(pairs[0], minlength=n_classes)
     n_values = int(sensitive.max(initial=0)) + 1
     key = classes.astype(np.int64) * n_values
     key += sensitive
@@ -77,9 +100,11 @@ def distinct_l(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n
     return np.bincount(key[first] // n_values, minlength=n_classes)
 
 
-def entropy_l(classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int) -> np.ndarray:
+def entropy_l(
+    classes: np.ndarray, counts: np.ndarray, sensitive: np.ndarray, n_classes: int, *, pairs: tuple[np.ndarray, ...] | None = None
+) -> np.ndarray:
     """``exp(entropy)`` of the sensitive values per class: the largest l for which entropy l-diversity holds."""
-    pair_class, _, pair_rows = _pair_counts(classes, counts, sensitive, n_classes, int(sensitive.max(initial=0)) + 1)
+    pair_class, _, pair_rows = pairs if pairs is not None else pair_counts(classes, counts, sensitive, n_classes)
     totals = np.bincount(pair_class, weights=pair_rows, minlength=n_classes)
     p = pair_rows / totals[pair_class]
     entropy = -np.bincount(pair_class, weights=p * np.log(p), minlength=n_classes)
@@ -108,6 +133,7 @@ def t_closeness(
     ordered: bool,
     chunk: int = 4096,
     overall: np.ndarray | None = None,
+    pairs: tuple[np.ndarray, ...] | None = None,
 ) -> np.ndarray:
     """EMD between each class's sensitive distribution and the whole table's.
 
@@ -119,7 +145,10 @@ def t_closeness(
         overall = np.bincount(sensitive, weights=counts, minlength=n_values)
         overall = overall / max(overall.sum(), 1)
     n_values = len(overall)
-    pair_class, pair_value, pair_rows = _pair_counts(classes, counts, sensitive, n_classes, n_values)
+    if pairs is not None and int(sensitive.max(initial=0)) + 1 == n_values:
+        pair_class, pair_value, pair_rows = pairs
+    else:
+        pair_class, pair_value, pair_rows = _pair_counts(classes, counts, sensitive, n_classes, n_values)
     totals = np.bincount(pair_class, weights=pair_rows, minlength=n_classes)
     out = np.zeros(n_classes)
     step = max(1, chunk * 256 // max(n_values, 1))

@@ -90,9 +90,10 @@ class _Lattice:
         self._le = [[self.levels[:, i] <= lvl for lvl in range(h + 1)] for i, h in enumerate(heights)]
         self._ge = [[self.levels[:, i] >= lvl for lvl in range(h + 1)] for i, h in enumerate(heights)]
         self.strides = np.array([int(np.prod(self.heights[i + 1 :] + 1)) for i in range(len(heights))], dtype=np.int64)
+        self._strides = [int(x) for x in self.strides]  # Python ints: a node's index is a short sum, no numpy call
 
     def index(self, node: tuple[int, ...]) -> int:
-        return int(np.dot(np.asarray(node, dtype=np.int64), self.strides)) if len(node) else 0
+        return sum(level * stride for level, stride in zip(node, self._strides))
 
     def down_set(self, node: tuple[int, ...]) -> np.ndarray:
         out = np.ones(len(self.levels), dtype=bool)
@@ -107,33 +108,80 @@ class _Lattice:
         return out
 
 
+class _RankSets:
+    """Sets of lattice nodes as Python integers, bit ``r`` standing for the node of rank ``r``.
+
+    The window search only ANDs, ORs and counts such sets; on a few thousand nodes an integer
+    operation takes well under a microsecond, where a numpy call on a boolean mask costs several.
+    ``le[i][l]`` holds the nodes whose level of quasi-identifier ``i`` is at most ``l``, ``eq[i][l]``
+    those whose level is exactly ``l``."""
+
+    def __init__(self, lattice: _Lattice) -> None:
+        ranked = lattice.levels[lattice.order]  # row r: the levels of the node of rank r
+        self.n = len(ranked)
+        self.all = (1 << self.n) - 1
+        self.le: list[list[int]] = []
+        self.eq: list[list[int]] = []
+        for i, height in enumerate(lattice.heights.tolist()):
+            column = ranked[:, i]
+            self.eq.append([_bits(column == level) for level in range(height + 1)])
+            running, le = 0, []
+            for level in range(height + 1):
+                running |= self.eq[i][level]
+                le.append(running)
+            self.le.append(le)
+
+    def down_set(self, node: tuple[int, ...]) -> int:
+        out = self.all
+        for i, level in enumerate(node):
+            out &= self.le[i][level]
+        return out
+
+    def up_set(self, node: tuple[int, ...]) -> int:
+        out = self.all
+        for i, level in enumerate(node):
+            if level:
+                out &= ~self.le[i][level - 1]
+        return out
+
+    def members(self, bits: int) -> np.ndarray:
+        """The ranks in ``bits``, ascending."""
+        raw = np.frombuffer(bits.to_bytes((self.n + 7) // 8, "little"), dtype=np.uint8)
+        return np.flatnonzero(np.unpackbits(raw, bitorder="little"))
+
+
+def _bits(mask: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
+
+
 def _window_search(evaluator: Evaluator, lattice: _Lattice) -> tuple[tuple[int, ...] | None, NodeResult | None]:
     n = len(lattice.levels)
-    invalid = np.zeros(n, dtype=bool)  # known to fail (the monotone part of) the criteria
-    passed = np.zeros(n, dtype=bool)  # known to pass the monotone part
+    sets = _RankSets(lattice)
+    invalid = 0  # known to fail (the monotone part of) the criteria
+    passed = 0  # known to pass the monotone part
     checked: dict[int, tuple[bool, bool]] = {}
     best_rank, best = n, None
 
     def check(node: tuple[int, ...]) -> bool:
-        nonlocal best_rank, best
+        nonlocal best_rank, best, invalid, passed
         index = lattice.index(node)
         if index not in checked:
             checked[index] = evaluator.is_valid(node)
         valid, monotone_valid = checked[index]
         if monotone_valid:
-            np.logical_or(passed, lattice.up_set(node), out=passed)
+            passed |= sets.up_set(node)
         else:
-            np.logical_or(invalid, lattice.down_set(node), out=invalid)
+            invalid |= sets.down_set(node)
         if valid and lattice.rank[index] < best_rank:
             best_rank, best = int(lattice.rank[index]), node
         return monotone_valid
 
     monotone = evaluator.criteria.monotone
     while True:
-        window = ~invalid & ~passed & (lattice.rank < best_rank)
-        if not window.any():
+        window = ((1 << best_rank) - 1) & ~(invalid | passed)
+        if not window:
             break
-        chain = _chain(lattice, window, passed)
+        chain = _chain(lattice, sets, window, passed)
         lo, hi = 0, len(chain) - 1
         while lo <= hi:  # binary search for the first node of the chain that passes
             mid = (lo + hi) // 2
@@ -144,10 +192,10 @@ def _window_search(evaluator: Evaluator, lattice: _Lattice) -> tuple[tuple[int, 
     if monotone:
         return _final(evaluator, best)
     # non-monotone criteria: check the surviving candidates in loss order until one is valid
-    for index in lattice.order:
-        if lattice.rank[index] >= best_rank:
+    for rank, index in enumerate(lattice.order.tolist()):
+        if rank >= best_rank:
             break
-        if invalid[index]:
+        if (invalid >> rank) & 1:
             continue
         node = tuple(int(x) for x in lattice.levels[index])
         check(node)
@@ -159,32 +207,39 @@ def _final(evaluator: Evaluator, node: tuple[int, ...] | None) -> tuple[tuple[in
     return (node, evaluator.evaluate(node, count=False)) if node is not None else (None, None)
 
 
-def _chain(lattice: _Lattice, window: np.ndarray, passed: np.ndarray) -> list[tuple[int, ...]]:
+def _chain(lattice: _Lattice, sets: _RankSets, window: int, passed: int) -> list[tuple[int, ...]]:
     """A chain upward from a probe inside the window, each step to the successor whose down-set covers
     the most open nodes; it stops below the first node already known to pass."""
-    open_idx = np.flatnonzero(window)
-    open_levels = lattice.levels[open_idx]
-    probe = open_idx[np.argsort(lattice.rank[open_idx])[int(0.75 * (len(open_idx) - 1))]]
-    node = lattice.levels[probe].copy()
-    chain = [tuple(int(x) for x in node)]
-    columns = np.arange(len(node))
+    ranks = sets.members(window)
+    probe = int(lattice.order[ranks[int(0.75 * (len(ranks) - 1))]])
+    node = [int(x) for x in lattice.levels[probe]]
+    chain = [tuple(node)]
+    heights = lattice.heights.tolist()
+    q = len(node)
+    le = sets.le
     while True:
-        # an open node o lies under node + e_i iff it exceeds node only in dimension i, by exactly one
-        excess = open_levels - node
-        above = excess > 0
-        single = above.sum(axis=1) == 1
-        dims = np.argmax(above[single], axis=1)
-        ok = excess[single, dims] == 1
-        gains = np.bincount(dims[ok], minlength=len(node))
-        gains = np.where(node < lattice.heights, gains, -1)
-        if gains.max(initial=-1) < 0:
+        # an open node lies under node + e_i and not under node iff its level i is node[i] + 1 and
+        # every other level is at most node's: prefix and suffix ANDs give "every other" for each i
+        prefix = [sets.all] * (q + 1)
+        for i in range(q):
+            prefix[i + 1] = prefix[i] & le[i][node[i]]
+        suffix = sets.all
+        best_gain, step = -1, -1
+        gains = [-1] * q
+        for i in reversed(range(q)):
+            if node[i] < heights[i]:
+                gains[i] = (window & sets.eq[i][node[i] + 1] & prefix[i] & suffix).bit_count()
+            suffix &= le[i][node[i]]
+        for i in range(q):  # the first dimension of the largest gain, as argmax takes it
+            if gains[i] > best_gain:
+                best_gain, step = gains[i], i
+        if best_gain < 0:
             break
-        step = int(columns[np.argmax(gains)])
-        node = node.copy()
         node[step] += 1
-        if passed[lattice.index(tuple(node))]:
+        successor = tuple(node)
+        if (passed >> int(lattice.rank[lattice.index(successor)])) & 1:
             break
-        chain.append(tuple(int(x) for x in node))
+        chain.append(successor)
     return chain
 
 

@@ -25,10 +25,9 @@ import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from pydantic import ValidationError
 
@@ -38,6 +37,9 @@ from privprep.schemas.stages import TrainParams
 
 from ..base import SinkStage, StageContext
 from ..registry import register
+
+if TYPE_CHECKING:
+    import pandas as pd
 from .budget import budget_delta, check_budget, record_spend
 from .card import library_versions, write_model_dir
 from .data import Examples, default_delta, examples_from_table, holdout_split, read_columns
