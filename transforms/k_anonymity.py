@@ -117,6 +117,10 @@ class KAnonymity(GlobalStage):
     def from_config(cls, params: KAnonymityParams, *, context: StageContext) -> "KAnonymity":
         if params.missing == "wildcard":
             raise NotAvailableError("missing: wildcard is not available yet; use the default 'category'")
+        if params.algorithm == "mondrian":  # local recoding: its own stage class (same name, same report form)
+            from .mondrian import MondrianKAnonymity
+
+            return MondrianKAnonymity.from_config(params, context=context)  # type: ignore[return-value]
         qis = params.quasi_identifiers or [n for n, s in context.columns.items() if s.role == "quasi_identifier"]
         if not qis:
             raise ConfigError("no quasi-identifiers: declare columns with role quasi_identifier or list quasi_identifiers")
