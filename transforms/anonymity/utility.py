@@ -26,7 +26,7 @@ values for microaggregation.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -80,4 +80,30 @@ def summary(kept_sizes: np.ndarray, *, k: int, suppressed: int, ncp: Mapping[str
     }
 
 
-__all__ = ["as_float", "is_numeric", "penalty_per_group", "summary"]
+def generalized_ncp(
+    chunks: Iterable[tuple[Sequence[np.ndarray], np.ndarray]],
+    groups: Sequence[np.ndarray],
+    penalties: Sequence[np.ndarray],
+    radix: Sequence[int],
+    suppressed_keys: np.ndarray,
+) -> list[float]:
+    """NCP per quasi-identifier of a full-domain generalization, over tuple ``chunks`` (codes of each
+    quasi-identifier, counts): ``groups[i]`` maps a value code to its generalized code, ``penalties[i]``
+    that code to its NCP; a tuple whose class key (mixed radix over the generalized codes, as the
+    stage's) is in ``suppressed_keys`` costs 1 on every column."""
+    total = np.zeros(len(groups))
+    rows = 0
+    for codes, counts in chunks:
+        generalized = [g[np.asarray(c, dtype=np.int64)] for g, c in zip(groups, codes)]
+        key = np.zeros(len(counts), dtype=np.int64)
+        for r, g in zip(radix, generalized):
+            key = key * r + g
+        weight = np.asarray(counts, dtype=float)
+        suppressed = np.isin(key, suppressed_keys)
+        rows += int(weight.sum())
+        for i, (g, w) in enumerate(zip(generalized, penalties)):
+            total[i] += float((weight * np.where(suppressed, 1.0, w[g])).sum())
+    return [float(t / rows) if rows else 0.0 for t in total]
+
+
+__all__ = ["as_float", "generalized_ncp", "is_numeric", "penalty_per_group", "summary"]
