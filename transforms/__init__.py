@@ -16,6 +16,7 @@ from .encrypt import Encrypt, decrypt_column
 from .generalize import Generalize
 from .k_anonymity import KAnonymity
 from .mask import Mask
+from .microaggregate import Microaggregate
 from .pseudonymize import Pseudonymize, derive_domain_key
 from .tokenize import Tokenize, detokenize_column
 from .train import Train  # registers 'train'; torch is imported only when training starts
@@ -29,6 +30,7 @@ __all__ = [
     "KAnonymity",
     "MapStage",
     "Mask",
+    "Microaggregate",
     "Pseudonymize",
     "ReleaseStage",
     "SinkStage",

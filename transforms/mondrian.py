@@ -26,11 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from privprep.schemas.errors import ConfigError, DataError, PrivacyError
+from privprep.schemas.errors import ConfigError, PrivacyError
 from privprep.schemas.stages import KAnonymityParams
 
 from .anonymity import measures, utility
 from .anonymity.criteria import Criteria
+from .anonymity.lookup import TupleLookup
 from .anonymity.mondrian import Partitioning, Unreachable, partition
 from .anonymity.store import TupleStore
 from .anonymity.tuples import SPILL_TUPLES, DistinctTuples, TupleCounter
@@ -167,7 +168,7 @@ class MondrianKAnonymity(GlobalStage):
         seconds = time.perf_counter() - t0
         self.partitioning_ = result
         self._prepare_lookup(tuples, result)
-        qi_key = self._tuple_keys(tuples)
+        qi_key = self._lookup.pack([tuples.codes[:, tuples.index(q)].astype(np.int64) for q in self.quasi_identifiers], len(tuples.counts))
         _, first, inverse = np.unique(qi_key, return_index=True, return_inverse=True)
         before = np.bincount(inverse.ravel(), weights=tuples.counts).astype(np.int64)
         values, classes = np.unique(before, return_counts=True)
@@ -202,17 +203,7 @@ class MondrianKAnonymity(GlobalStage):
     def transform(self, table: pa.Table) -> pa.Table:
         if not hasattr(self, "summary_"):
             raise RuntimeError("k_anonymity: decide() must run before transform()")
-        if table.num_rows == 0:
-            part = np.empty(0, dtype=np.int64)
-        else:
-            key = np.zeros(table.num_rows, dtype=np.int64)
-            for q in self.quasi_identifiers:
-                key = key * self._radix[q] + self._positions(q, table.column(q))
-            at = np.searchsorted(self._keys, key)
-            at = np.minimum(at, len(self._keys) - 1)
-            if not np.array_equal(self._keys[at], key):
-                raise DataError("k_anonymity: a quasi-identifier tuple not seen in the first pass; the input changed during the run")
-            part = self._part_of_key[at]
+        part = self._lookup.find(table)
         for q in self.quasi_identifiers:
             values = self._recoded[q].take(pa.array(part)) if len(part) else pa.array([], pa.string())
             table = table.set_column(table.schema.get_field_index(q), pa.field(q, pa.string()), values)
@@ -242,38 +233,12 @@ class MondrianKAnonymity(GlobalStage):
 
     # -- helpers -----------------------------------------------------------------------------------
     def _prepare_lookup(self, tuples: DistinctTuples, result: Partitioning) -> None:
-        """Sorted keys of the distinct quasi-identifier tuples, each one's partition, and per
+        """The lookup from each distinct quasi-identifier tuple to its partition, and per
         quasi-identifier the recoded strings per partition."""
-        self._dictionaries = {q: tuples.dictionaries[tuples.index(q)] for q in self.quasi_identifiers}
-        self._radix = {q: max(len(d), 1) for q, d in self._dictionaries.items()}
-        if sum(np.log2(r) for r in self._radix.values()) >= 62:
-            raise DataError("k_anonymity (mondrian): too many distinct quasi-identifier combinations to index (more than 2^62)")
-        keys = self._tuple_keys(tuples)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        first = np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])) if len(keys) else np.empty(0, bool)
-        self._keys = sorted_keys[first]
-        self._part_of_key = result.part[order][first]
+        columns = [tuples.index(q) for q in self.quasi_identifiers]
+        dictionaries = {q: tuples.dictionaries[j] for q, j in zip(self.quasi_identifiers, columns)}
+        self._lookup = TupleLookup(dictionaries, tuples.codes[:, columns], result.part)
         self._recoded = {q: pa.array(result.recodings[q], pa.string()) for q in self.quasi_identifiers}
-
-    def _tuple_keys(self, tuples: DistinctTuples) -> np.ndarray:
-        key = np.zeros(len(tuples.counts), dtype=np.int64)
-        for q in self.quasi_identifiers:
-            key = key * self._radix[q] + tuples.codes[:, tuples.index(q)]
-        return key
-
-    def _positions(self, column: str, values: pa.ChunkedArray) -> np.ndarray:
-        """Index of each row's value in the dictionary of pass 1."""
-        dictionary = self._dictionaries[column]
-        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-        if array.type != dictionary.type and len(dictionary):
-            array = array.cast(dictionary.type)
-        index = pc.index_in(array, value_set=dictionary, skip_nulls=False)
-        if index.null_count:
-            raise DataError(f"column '{column}': {index.null_count} value(s) not seen in the first pass; the input changed during the run")
-        return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)
 
     def _class_sizes(self, result: Partitioning) -> np.ndarray:
         """Rows per released equivalence class (partitions grouped by their recoded tuple)."""
