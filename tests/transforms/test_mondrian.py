@@ -96,3 +96,5 @@ def test_dask_engine_gives_the_same_output(tmp_path: Path) -> None:
     assert sa["algorithm"] == "mondrian" and sa["recoding"]["income"] == "interval"
     for key in ("equivalence_classes", "information_loss", "measures", "risk_after", "achieved_k"):
         assert sa[key] == sb[key], key
+    html = (runs["streaming"].run_dir / "report.html").read_text()
+    assert "<h3>Utility</h3>" in html and "[lo, hi] range per class" in html
