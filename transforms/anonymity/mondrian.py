@@ -196,6 +196,9 @@ def partition(
     cuts = tried = 0
     while stack:
         idx, levels = stack.pop()
+        if len(idx) < 2 or counts[idx].sum() < 2 * criteria.k:  # no cut can leave k rows on two sides
+            finals.append((idx, levels))
+            continue
         widths = np.array([d.width(idx) if isinstance(d, _Numeric) else d.width(idx, levels[i]) for i, d in enumerate(dims)])
         cut = False
         for i in np.argsort(-widths, kind="stable"):
