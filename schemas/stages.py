@@ -157,7 +157,7 @@ class MicroaggregateParams(StrictModel):
     k: Annotated[int, Field(ge=2)]
     method: Literal["mdav"] = "mdav"
     max_tuples: Annotated[int, Field(ge=1)] = Field(
-        200_000,
+        100_000,
         description="most distinct tuples of the columns MDAV will group (its cost grows as tuples² / k); "
         "above it the stage stops before writing anything",
     )

@@ -14,7 +14,7 @@ tuple first in value order, so the result depends only on the multiset of rows.
 
 Cost: each group needs the distances from one tuple to all remaining ones, so about ``m²/k``
 distance computations (``m`` distinct tuples, ``d`` columns: ``O(m²·d/k)`` flops), and memory for
-``m × d`` floats. ``max_tuples`` (default 200,000: about 4·10⁹ distance computations at k=10) bounds
+``m × d`` floats. ``max_tuples`` (default 100,000: about 2·10⁹ distance computations at k=5, a couple of minutes) bounds
 both; above it the stage stops with a one-line error before anything is written.
 
 >>> import pandas as pd
@@ -49,49 +49,45 @@ def mdav(points: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
     >>> mdav(np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]]), np.ones(6), 3).tolist()
     [0, 0, 0, 1, 1, 1]
     """
-    m = len(points)
-    group = np.full(m, -1, dtype=np.int64)
-    alive = np.arange(m)
-    weights = np.asarray(weights, dtype=float)
-    total = float(weights.sum())
+    group = np.full(len(points), -1, dtype=np.int64)
+    alive = np.arange(len(points))  # indexes of the points not yet grouped, in value order
+    pts = np.ascontiguousarray(points, dtype=float)  # their coordinates, compacted with ``alive``
+    w = np.asarray(weights, dtype=float)
+    total = float(w.sum())
+    weighted_sum = (pts * w[:, None]).sum(axis=0)  # of the remaining points: the centroid in O(d)
     next_id = 0
 
-    def farthest(origin: np.ndarray) -> int:
-        d = ((points[alive] - origin) ** 2).sum(axis=1)
-        return int(alive[int(np.argmax(d))])  # the first of ties, in value order
+    def distances(origin: np.ndarray) -> np.ndarray:
+        diff = pts - origin
+        return np.einsum("ij,ij->i", diff, diff)
 
-    def take_around(p: int) -> float:
-        nonlocal alive, next_id
-        d = ((points[alive] - points[p]) ** 2).sum(axis=1)
-        w = weights[alive]
-        if len(d) > k:  # at most k tuples are needed (each has a row or more): the k nearest distances and their ties
-            threshold = np.partition(d, k - 1)[k - 1]
-            near = np.flatnonzero(d <= threshold)
+    def take_around(i: int) -> tuple[float, np.ndarray]:
+        """Group point ``i`` (a position in ``alive``) with its nearest; the distances from it of the rest."""
+        nonlocal alive, pts, w, next_id, weighted_sum
+        d = distances(pts[i])
+        if len(d) > k:  # at most k points are needed (each has a row or more): the k nearest distances and their ties
+            near = np.flatnonzero(d <= np.partition(d, k - 1)[k - 1])
         else:
             near = np.arange(len(d))
-        near = near[np.lexsort((alive[near], d[near]))]  # by distance, ties in value order
+        near = near[np.lexsort((near, d[near]))]  # by distance, ties in value order
         cum = np.cumsum(w[near])
         stop = min(int(np.searchsorted(cum, k - 1e-9)), len(near) - 1)
         chosen = near[: stop + 1]
         group[alive[chosen]] = next_id
         next_id += 1
+        weighted_sum = weighted_sum - (pts[chosen] * w[chosen, None]).sum(axis=0)
         keep = np.ones(len(alive), dtype=bool)
         keep[chosen] = False
-        alive = alive[keep]
-        return float(cum[stop])
-
-    def centroid() -> np.ndarray:
-        w = weights[alive]
-        return (points[alive] * w[:, None]).sum(axis=0) / w.sum()
+        alive, pts, w = alive[keep], pts[keep], w[keep]
+        return float(cum[stop]), d[keep]
 
     while total >= 3 * k:
-        r = farthest(centroid())
-        total -= take_around(r)
+        taken, from_r = take_around(int(np.argmax(distances(weighted_sum / w.sum()))))  # r: farthest from the centroid
+        total -= taken
         if total >= 2 * k:
-            s = farthest(points[r])
-            total -= take_around(s)
+            total -= take_around(int(np.argmax(from_r)))[0]  # s: farthest from r (the first of ties)
     if total >= 2 * k:
-        total -= take_around(farthest(centroid()))
+        total -= take_around(int(np.argmax(distances(weighted_sum / w.sum()))))[0]
     if len(alive):
         if total >= k or next_id == 0:
             group[alive] = next_id
@@ -111,7 +107,7 @@ class Microaggregate(GlobalStage):
     name: ClassVar[str] = "microaggregate"
     Params = MicroaggregateParams
 
-    def __init__(self, *, columns: list[str], k: int, method: str = "mdav", max_tuples: int = 200_000) -> None:
+    def __init__(self, *, columns: list[str], k: int, method: str = "mdav", max_tuples: int = 100_000) -> None:
         params = MicroaggregateParams.model_validate({"columns": list(columns), "k": k, "method": method, "max_tuples": max_tuples})
         if len(set(params.columns)) != len(params.columns):
             raise ConfigError("microaggregate.columns: a column is listed twice")
