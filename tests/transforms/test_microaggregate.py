@@ -35,6 +35,14 @@ def test_six_points_k3_exact_centroids() -> None:
     assert report["measures"]["discernibility"] == 18.0 and report["measures"]["c_avg"] == 1.0
 
 
+def test_distances_are_standardized() -> None:
+    # x spans 1, y spans 10: standardized, both are ±1, so the 4 points are equally far from the centroid
+    # and from (0, 0) its neighbours (1, 0) and (0, 10) tie; ties go in value order (x, then y): r = (0, 0)
+    # groups with (0, 10). Raw distances would pair (0, 0) with (1, 0) instead.
+    out = Microaggregate(columns=["x", "y"], k=2).apply(pd.DataFrame({"x": [0, 1, 0, 1], "y": [0, 0, 10, 10]}))
+    assert out.x.tolist() == [0.0, 1.0, 0.0, 1.0] and out.y.tolist() == [5.0] * 4
+
+
 def test_duplicates_stay_together_and_groups_reach_k() -> None:
     # 7 rows: centroid 22/7; 7 is farthest; its nearest 7, 6, 5 make 3 rows -> centroid 6; the four 1s stay 1
     assert Microaggregate(columns=["x"], k=3).apply(pd.DataFrame({"x": [1, 1, 1, 1, 5, 6, 7]})).x.tolist() == [1.0] * 4 + [6.0] * 3
