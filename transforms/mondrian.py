@@ -18,6 +18,7 @@ codes packed into one integer key, found by binary search). Numeric quasi-identi
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -175,7 +176,8 @@ class MondrianKAnonymity(GlobalStage):
         # released classes: partitions with the same recoded tuple would be one class (strict cuts never
         # give two such partitions when hierarchy labels are unique; counted from the recodings anyway)
         kept = self._class_sizes(result)
-        ncp = {q: float((result.sizes * result.penalties[q]).sum() / max(n, 1)) for q in self.quasi_identifiers}
+        # math.fsum throughout: correctly rounded sums do not depend on the order of partitions or tuples
+        ncp = {q: math.fsum(result.sizes * result.penalties[q]) / max(n, 1) for q in self.quasi_identifiers}
         self.summary_ = {
             "achieved_k": int(kept.min()) if len(kept) else None,
             "suppressed_rows": 0,
@@ -252,14 +254,14 @@ class MondrianKAnonymity(GlobalStage):
         (a value's generalization may differ between classes), discernibility and aecs by class."""
         metric, n, q = self.params.metric, tuples.rows, len(self.quasi_identifiers)
         if metric == "discernibility":
-            return float((kept.astype(float) ** 2).sum())
+            return math.fsum(kept.astype(float) ** 2)
         if metric == "aecs":
             return float(kept.sum() / len(kept) / self.params.k)
         if metric == "loss":
             total = 0.0
             for name in self.quasi_identifiers:
                 domain = len(tuples.dictionaries[tuples.index(name)])
-                total += float((result.sizes * (result.covered[name] - 1)).sum()) / max(domain - 1, 1)
+                total += math.fsum(result.sizes * (result.covered[name] - 1)) / max(domain - 1, 1)
             return total / max(n * q, 1)
         # nu_entropy: -Σ cnt(v, g) log2(cnt(v, g) / cnt(g)) over original value v released as g
         total = 0.0
@@ -273,7 +275,7 @@ class MondrianKAnonymity(GlobalStage):
             first = np.zeros(len(pair_rows), dtype=np.int64)
             first[inverse.ravel()] = g
             g_rows = np.bincount(g, weights=tuples.counts)
-            total += float(-(pair_rows * np.log2(pair_rows / g_rows[first])).sum())
+            total -= math.fsum(pair_rows * np.log2(pair_rows / g_rows[first]))
         return total
 
 

@@ -26,6 +26,7 @@ values for microaggregation.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -73,10 +74,10 @@ def summary(kept_sizes: np.ndarray, *, k: int, suppressed: int, ncp: Mapping[str
     n = int(kept_sizes.sum()) + int(suppressed)
     c_avg = float(kept_sizes.sum() / len(kept_sizes) / max(k, 1)) if len(kept_sizes) else None
     return {
-        "discernibility": float((kept_sizes.astype(float) ** 2).sum() + float(suppressed) * n),
+        "discernibility": float(math.fsum(kept_sizes.astype(float) ** 2) + float(suppressed) * n),
         "c_avg": c_avg,
         "ncp": {name: float(v) for name, v in ncp.items()},
-        "gcp": float(np.mean(list(ncp.values()))) if ncp else 0.0,
+        "gcp": math.fsum(ncp.values()) / len(ncp) if ncp else 0.0,
     }
 
 
@@ -91,19 +92,21 @@ def generalized_ncp(
     quasi-identifier, counts): ``groups[i]`` maps a value code to its generalized code, ``penalties[i]``
     that code to its NCP; a tuple whose class key (mixed radix over the generalized codes, as the
     stage's) is in ``suppressed_keys`` costs 1 on every column."""
-    total = np.zeros(len(groups))
-    rows = 0
+    kept = [np.zeros(len(w), dtype=np.int64) for w in penalties]  # kept rows per generalized code: exact, so
+    suppressed = rows = 0  # the result does not depend on how the tuples were chunked
     for codes, counts in chunks:
         generalized = [g[np.asarray(c, dtype=np.int64)] for g, c in zip(groups, codes)]
         key = np.zeros(len(counts), dtype=np.int64)
         for r, g in zip(radix, generalized):
             key = key * r + g
-        weight = np.asarray(counts, dtype=float)
-        suppressed = np.isin(key, suppressed_keys)
-        rows += int(weight.sum())
-        for i, (g, w) in enumerate(zip(generalized, penalties)):
-            total[i] += float((weight * np.where(suppressed, 1.0, w[g])).sum())
-    return [float(t / rows) if rows else 0.0 for t in total]
+        counts = np.asarray(counts, dtype=np.int64)
+        gone = np.isin(key, suppressed_keys)
+        rows += int(counts.sum())
+        suppressed += int(counts[gone].sum())
+        for i, g in enumerate(generalized):
+            kept[i] += np.bincount(g[~gone], weights=counts[~gone], minlength=len(kept[i])).astype(np.int64)
+    # math.fsum: correctly rounded, so equal whatever order the codes come in (the engines' dictionaries differ)
+    return [(math.fsum(kept_rows * w) + suppressed) / rows if rows else 0.0 for kept_rows, w in zip(kept, penalties)]
 
 
 __all__ = ["as_float", "generalized_ncp", "is_numeric", "penalty_per_group", "summary"]
