@@ -17,6 +17,7 @@ from .generalize import Generalize
 from .k_anonymity import KAnonymity
 from .mask import Mask
 from .microaggregate import Microaggregate
+from .mondrian import MondrianKAnonymity
 from .pseudonymize import Pseudonymize, derive_domain_key
 from .tokenize import Tokenize, detokenize_column
 from .train import Train  # registers 'train'; torch is imported only when training starts
@@ -31,6 +32,7 @@ __all__ = [
     "MapStage",
     "Mask",
     "Microaggregate",
+    "MondrianKAnonymity",
     "Pseudonymize",
     "ReleaseStage",
     "SinkStage",

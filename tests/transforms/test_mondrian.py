@@ -98,3 +98,19 @@ def test_dask_engine_gives_the_same_output(tmp_path: Path) -> None:
         assert sa[key] == sb[key], key
     html = (runs["streaming"].run_dir / "report.html").read_text()
     assert "<h3>Utility</h3>" in html and "[lo, hi] range per class" in html
+
+
+def test_spilled_counts_give_the_same_partitions(tmp_path: Path) -> None:
+    from tests.transforms.anonymity.test_external import mixed_table
+
+    table = mixed_table(6000, seed=5)
+    params = dict(k=4, quasi_identifiers=["zip", "age"], hierarchies={"zip": {"mask": {}}}, l_diversity={"dx": 2})
+    outs = []
+    for stage in (MondrianKAnonymity(**params, memory_tuples=None), MondrianKAnonymity(**params, memory_tuples=700, spill_dir=str(tmp_path))):
+        for at in range(0, table.num_rows, 500):
+            stage.observe(table.slice(at, 500))
+        stage.decide()
+        outs.append((stage.transform(table), stage.report()))
+    assert outs[0][0].equals(outs[1][0])
+    assert outs[0][1]["measures"] == outs[1][1]["measures"] and outs[0][1]["equivalence_classes"] > 100
+    assert list(tmp_path.iterdir()) == []
