@@ -7,9 +7,11 @@ quasi-identifiers, suppressed rows and seconds for the whole stage (observe + de
 Microaggregation replaces only the numeric quasi-identifier (age) and leaves the 8 categorical ones as
 they are, so its classes over all 9 are not k-anonymous: it is shown for its information loss only.
 
-Then MDAV's cost alone on synthetic distinct 2-column tuples (``--mdav-sizes``): seconds grow as m²/k.
+Then Mondrian on larger synthetic inputs (zip with a mask hierarchy, age, income; ``--mondrian-rows``)
+and MDAV's cost alone on synthetic distinct 2-column tuples (``--mdav-sizes``): seconds grow as m²/k.
 
-    python benchmarks/bench_mondrian.py [--data ../shared/data/adult] [--ks 2,5,10,50,100] [--mdav-sizes 5000,20000,50000]
+    python benchmarks/bench_mondrian.py [--data ../shared/data/adult] [--ks 2,5,10,50,100]
+        [--mondrian-rows 50000,200000] [--mdav-sizes 5000,20000,50000]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from privprep.transforms import KAnonymity, Microaggregate
@@ -36,10 +39,20 @@ def timed(stage, table):  # noqa: ANN001, ANN201
     return out, time.perf_counter() - t0
 
 
+def synthetic_table(rows: int, seed: int = 1) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({
+        "zip": [f"{z:05d}" for z in rng.integers(10000, 10600, rows)],
+        "age": rng.integers(18, 90, rows),
+        "income": rng.integers(0, 40, rows) * 1000,
+    })
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "adult")
     parser.add_argument("--ks", default="2,5,10,50,100")
+    parser.add_argument("--mondrian-rows", default="50000,200000")
     parser.add_argument("--mdav-sizes", default="5000,20000,50000")
     args = parser.parse_args()
     table = pacsv.read_csv(args.data / "adult.csv", parse_options=pacsv.ParseOptions(delimiter=";")).select(QIS)
@@ -74,7 +87,15 @@ def main() -> None:
     for k, full, mondrian in ratios:
         print(f"k={k:<3}  Mondrian GCP {mondrian:.4f} vs full-domain optimum {full:.4f}: {full / mondrian:.1f}x less information lost "
               f"({100 * (1 - mondrian / full):.0f}% lower GCP)")
-    print(f"\n{'distinct tuples':>15} {'k':>4} {'groups':>7} {'seconds':>8} {'m²/k':>14}")
+    print(f"\n{'rows':>9} {'distinct tuples':>15} {'k':>4} {'partitions':>10} {'seconds':>8}   (Mondrian, synthetic)")
+    for rows in (int(x) for x in args.mondrian_rows.split(",") if x):
+        synthetic = synthetic_table(rows)
+        for k in (5, 50):
+            stage = MondrianKAnonymity(k=k, quasi_identifiers=["zip", "age", "income"], hierarchies={"zip": {"mask": {}}})
+            _, seconds = timed(stage, synthetic)
+            search = stage.report()["search"]
+            print(f"{rows:>9,} {search['distinct_tuples']:>15,} {k:>4} {search['partitions']:>10,} {seconds:>8.2f}")
+    print(f"\n{'distinct tuples':>15} {'k':>4} {'groups':>7} {'seconds':>8} {'m²/k':>14}   (MDAV alone)")
     for m in (int(x) for x in args.mdav_sizes.split(",") if x):
         points = np.random.default_rng(0).normal(size=(m, 2))
         for k in (5, 50):
