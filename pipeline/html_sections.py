@@ -199,9 +199,17 @@ def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str
         ("Highest risk", pct(s["risk_after"]["prosecutor_max"]), f"input {pct(s['risk_before']['prosecutor_max'])}"),
     ])
     heights, level_names = s.get("heights") or {}, s.get("level_names") or {}
+    recoding = s.get("recoding") or {}
     levels = grid(["Quasi-identifier", "Chosen level", "Hierarchy height", "Level"], [
-        [code(q), num(s["levels"].get(q)), num(heights.get(q)), esc(level_names.get(q, ""))] for q in s["quasi_identifiers"]
+        [code(q), num(s["levels"].get(q)), num(heights.get(q)), esc(level_names.get(q, ""))] if q in s["levels"] else
+        [code(q), "per class", num(heights.get(q)), esc({"interval": "[lo, hi] range per class", "hierarchy": "hierarchy label per class"}
+                                                        .get(recoding.get(q, ""), ""))]
+        for q in s["quasi_identifiers"]
     ])
+    measures = s.get("measures") or {}
+    utility = table([("Algorithm", esc(s.get("algorithm") or "full_domain")), ("GCP", num(measures.get("gcp"))),
+                     ("Discernibility", num(measures.get("discernibility"))), ("C_AVG", num(measures.get("c_avg"))),
+                     *((f"NCP {code(q)}", num(v)) for q, v in (measures.get("ncp") or {}).items())]) if measures else ""
     risk_rows = [[label, pct(s["risk_before"][m]), pct(s["risk_after"][m])] for m, label in
                  (("prosecutor_max", "highest record risk"), ("prosecutor_avg", "average record risk"),
                   ("sample_uniques", "rows unique in the data"))]
@@ -226,10 +234,11 @@ def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str
         f"{kpis}{sizes}<h3>Generalization</h3>{levels}{general}<h3>Re-identification risk</h3>"
         f"<div class='pair'>{grid(['Measure', 'Input', 'Released'], risk_rows)}{risk}</div>"
         f"<h3>Lattice search</h3>{table(search_rows)}{lattice}"
+        + (f"<h3>Utility</h3>{utility}" if utility else "")
     )
     used = {"k", "achieved_k", "quasi_identifiers", "levels", "level_names", "heights", "suppressed_rows", "equivalence_classes",
             "information_loss", "risk_before", "risk_after", "search", "suppression_limit", "class_sizes_before",
-            "class_sizes_after", "criteria"}
+            "class_sizes_after", "criteria", "algorithm", "measures", "recoding"}
     return body, used
 
 

@@ -138,7 +138,8 @@ def _warnings(loaded: LoadedConfig) -> list[str]:
     generalizing = {"k_anonymity", "generalize"}
     if any(entry.tag in generalizing for entry in cfg.stages):
         return []
-    qis = cfg.columns_with_role("quasi_identifier")
+    aggregated = {c for entry in cfg.stages if entry.tag == "microaggregate" for c in entry.params.columns}
+    qis = [q for q in cfg.columns_with_role("quasi_identifier") if q not in aggregated]
     if not qis:
         return []
     return [f"quasi-identifier column(s) pass through unchanged (no k_anonymity stage): {', '.join(qis)}"]

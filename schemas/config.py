@@ -27,7 +27,7 @@ Category = str | int | float | bool
 #: Stages that protect an identifier column; an identifier that none of them touches is a config error.
 PROTECTING_STAGES = ("pseudonymize", "tokenize", "encrypt", "mask", "drop")
 #: Stage kinds by name, as far as the config needs them (the runner asks the stage objects).
-GLOBAL_STAGES = ("k_anonymity",)
+GLOBAL_STAGES = ("k_anonymity", "microaggregate")
 RELEASE_STAGES = ("dp_stats",)
 SINK_STAGES = ("train",)
 
@@ -143,7 +143,10 @@ def check_references(config: PipelineConfig) -> list[str]:
             problems.append(f"{path}: a '{name}' stage must be the last stage")
     problems.extend(_check_budget(config))
     if sum(n in GLOBAL_STAGES for n in names) > 1:
-        problems.append("stages: at most one k_anonymity stage per pipeline")
+        problems.append(
+            "stages: at most one k_anonymity stage per pipeline"
+            + (" (or one microaggregate stage: each observes the input before the other's changes)" if "microaggregate" in names else "")
+        )
     for column in config.columns_with_role("identifier"):
         if column not in protected:
             problems.append(

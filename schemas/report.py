@@ -192,6 +192,16 @@ class LatticeSearch(Open):
     distinct_tuples: Count | None = None
 
 
+class UtilityMeasures(Open):
+    """Utility of the released data in one form for every algorithm (full-domain, Mondrian,
+    microaggregation): see ``privprep.transforms.anonymity.utility``."""
+
+    discernibility: Annotated[float, Field(ge=0)] = Field(description="Σ|E|² over kept classes + n per suppressed row")
+    c_avg: Annotated[float, Field(ge=0)] | None = Field(description="(kept rows / kept classes) / k; null when every row was suppressed")
+    ncp: dict[str, Probability] = Field(description="column -> normalized certainty penalty averaged over the input rows (1 per suppressed row)")
+    gcp: Probability = Field(description="global certainty penalty: the mean of ncp over the columns")
+
+
 class KAnonymityEntry(RowStage):
     name: Literal["k_anonymity"]
     kind: Literal["global"] = "global"
@@ -211,6 +221,29 @@ class KAnonymityEntry(RowStage):
     class_sizes_before: dict[str, Count] | None = Field(None, description="size bucket -> number of classes, input")
     class_sizes_after: dict[str, Count] | None = Field(None, description="size bucket -> number of classes kept")
     criteria: dict[str, Any] | None = None
+    algorithm: Literal["full_domain", "mondrian"] | None = Field(None, description="absent in reports before Mondrian: full_domain")
+    measures: UtilityMeasures | None = None
+    recoding: dict[str, Literal["level", "interval", "hierarchy"]] | None = Field(
+        None,
+        description="quasi-identifier -> how its released values read: 'level' (one hierarchy level for every row), "
+        "'interval' (Mondrian: '[lo, hi]' per class, closed), 'hierarchy' (Mondrian: a hierarchy label, its level per class)",
+    )
+
+
+class MicroaggregateEntry(RowStage):
+    """MDAV microaggregation: groups of at least k rows share their centroid on ``columns``."""
+
+    name: Literal["microaggregate"]
+    kind: Literal["global"] = "global"
+    columns: Annotated[list[ColumnName], Field(min_length=1)]
+    k: Annotated[int, Field(ge=1)]
+    method: Literal["mdav"]
+    groups: Count
+    achieved_k: Annotated[int, Field(ge=1)] | None
+    information_loss: InformationLoss
+    measures: UtilityMeasures
+    distinct_tuples: Count | None = None
+    mdav_seconds: Seconds | None = None
 
 
 class DpRelease(Open):
@@ -310,7 +343,7 @@ class FederatedTrainEntry(StageBase):
 
 _NAMED: dict[str, type[StageBase]] = {
     "pseudonymize": PseudonymizeEntry, "tokenize": TokenizeEntry, "encrypt": EncryptEntry, "mask": MaskEntry,
-    "drop": DropEntry, "generalize": GeneralizeEntry, "k_anonymity": KAnonymityEntry, "dp_stats": DpStatsEntry,
+    "drop": DropEntry, "generalize": GeneralizeEntry, "k_anonymity": KAnonymityEntry, "microaggregate": MicroaggregateEntry, "dp_stats": DpStatsEntry,
     "train": TrainEntry, "decrypt": DecryptEntry, "federated_train": FederatedTrainEntry,
 }
 
@@ -449,6 +482,7 @@ __all__ = [
     "FederatedReport",
     "FederatedTrainEntry",
     "KAnonymityEntry",
+    "MicroaggregateEntry",
     "PluginEntry",
     "Report",
     "RunReport",

@@ -117,9 +117,17 @@ class LDiversity(StrictModel):
 
 
 class KAnonymityParams(StrictModel):
-    """Optimal full-domain generalization under k, a suppression limit and optional l / t criteria."""
+    """k-anonymity under a suppression limit and optional l / t criteria: optimal full-domain
+    generalization (``full_domain``, the default) or Mondrian multidimensional local recoding
+    (``mondrian``: numeric quasi-identifiers cut at medians into ``[lo, hi]`` ranges, the others
+    along their hierarchies)."""
 
     k: Annotated[int, Field(ge=1)]
+    algorithm: Literal["full_domain", "mondrian"] = Field(
+        "full_domain",
+        description="'full_domain': the optimal level per quasi-identifier (same recoding in every row); "
+        "'mondrian': strict multidimensional partitioning (LeFevre et al. 2006), numeric columns need no hierarchy",
+    )
     suppression_limit: Annotated[float, Field(ge=0, le=1)] = 0.0
     quasi_identifiers: ColumnList | None = Field(None, description="defaults to every quasi_identifier column")
     hierarchies: dict[ColumnName, HierarchySpec] = Field(default_factory=dict)
@@ -139,6 +147,23 @@ class KAnonymityParams(StrictModel):
     def referenced(self) -> list[str]:
         cols = list(self.quasi_identifiers or []) + list(self.hierarchies)
         return sorted(set(cols) | set(self.l_diversity) | set(self.t_closeness))
+
+
+class MicroaggregateParams(StrictModel):
+    """MDAV microaggregation (Domingo-Ferrer & Torra): numeric columns replaced by the centroid of
+    groups of at least k nearest records (standardized distances)."""
+
+    columns: ColumnList
+    k: Annotated[int, Field(ge=2)]
+    method: Literal["mdav"] = "mdav"
+    max_tuples: Annotated[int, Field(ge=1)] = Field(
+        100_000,
+        description="most distinct tuples of the columns MDAV will group (its cost grows as tuples² / k); "
+        "above it the stage stops before writing anything",
+    )
+
+    def referenced(self) -> list[str]:
+        return list(self.columns)
 
 
 Stat = Literal["count", "sum", "mean", "var", "std", "histogram", "quantile"]
@@ -236,6 +261,7 @@ STAGE_PARAMS: dict[str, type[StrictModel]] = {
     "encrypt": EncryptParams,
     "generalize": GeneralizeParams,
     "k_anonymity": KAnonymityParams,
+    "microaggregate": MicroaggregateParams,
     "dp_stats": DpStatsParams,
     "train": TrainParams,
 }
@@ -253,6 +279,7 @@ __all__ = [
     "KAnonymityParams",
     "LDiversity",
     "MaskParams",
+    "MicroaggregateParams",
     "PseudonymizeParams",
     "StageSpec",
     "TokenizeParams",

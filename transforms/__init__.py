@@ -16,6 +16,8 @@ from .encrypt import Encrypt, decrypt_column
 from .generalize import Generalize
 from .k_anonymity import KAnonymity
 from .mask import Mask
+from .microaggregate import Microaggregate
+from .mondrian import MondrianKAnonymity
 from .pseudonymize import Pseudonymize, derive_domain_key
 from .tokenize import Tokenize, detokenize_column
 from .train import Train  # registers 'train'; torch is imported only when training starts
@@ -29,6 +31,8 @@ __all__ = [
     "KAnonymity",
     "MapStage",
     "Mask",
+    "Microaggregate",
+    "MondrianKAnonymity",
     "Pseudonymize",
     "ReleaseStage",
     "SinkStage",

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from privprep.schemas.errors import ConfigError, DataError, NotAvailableError, PrivacyError
 from privprep.schemas.stages import KAnonymityParams, LDiversity
 
-from .anonymity import measures
+from .anonymity import measures, utility
 from .anonymity.criteria import Criteria, Evaluator, LDiversityCriterion, NodeResult
 from .anonymity.external import ChunkedEvaluator
 from .anonymity.loss import SEPARABLE, loss_terms, nu_entropy_terms
@@ -117,6 +117,10 @@ class KAnonymity(GlobalStage):
     def from_config(cls, params: KAnonymityParams, *, context: StageContext) -> "KAnonymity":
         if params.missing == "wildcard":
             raise NotAvailableError("missing: wildcard is not available yet; use the default 'category'")
+        if params.algorithm == "mondrian":  # local recoding: its own stage class (same name, same report form)
+            from .mondrian import MondrianKAnonymity
+
+            return MondrianKAnonymity.from_config(params, context=context)  # type: ignore[return-value]
         qis = params.quasi_identifiers or [n for n, s in context.columns.items() if s.role == "quasi_identifier"]
         if not qis:
             raise ConfigError("no quasi-identifiers: declare columns with role quasi_identifier or list quasi_identifiers")
@@ -199,6 +203,7 @@ class KAnonymity(GlobalStage):
             "suppressed_rows": int(node.suppressed_rows),
             "equivalence_classes": int(len(kept)),
             "information_loss": {"metric": self.params.metric, "value": float(result.loss)},
+            "measures": utility.summary(kept, k=self.params.k, suppressed=int(node.suppressed_rows), ncp=self._ncp(tuples)),
             "risk_before": risk_before,
             "risk_after": measures.risk(kept),
             "class_sizes_before": sizes_before,
@@ -241,7 +246,9 @@ class KAnonymity(GlobalStage):
             "levels": dict(self.levels_),
             "level_names": {q: _level_name(self.hierarchies_[q], lvl) for q, lvl in self.levels_.items()},
             "heights": {q: self.hierarchies_[q].height for q in self.quasi_identifiers},
-            **{key: summary[key] for key in ("suppressed_rows", "equivalence_classes", "information_loss")},
+            **{key: summary[key] for key in ("suppressed_rows", "equivalence_classes", "information_loss", "measures")},
+            "algorithm": "full_domain",
+            "recoding": {q: "level" for q in self.quasi_identifiers},
             **{key: summary[key] for key in ("risk_before", "risk_after", "class_sizes_before", "class_sizes_after")},
             "criteria": {
                 "l_diversity": {c.column: {"l": c.l, "variant": c.variant, **({"c": c.c} if c.c else {})} for c in self.criteria.l_diversity},
@@ -267,6 +274,19 @@ class KAnonymity(GlobalStage):
             else:
                 out.append(loss_terms(counts, levels, tuples.rows, len(self.quasi_identifiers)))
         return out
+
+    def _ncp(self, tuples: DistinctTuples | TupleStore) -> dict[str, float]:
+        """NCP per quasi-identifier at the chosen levels, suppressed rows costing 1 (see ``utility``)."""
+        qis = self.quasi_identifiers
+        columns = [tuples.index(q) for q in qis]
+        if isinstance(tuples, TupleStore):
+            chunks = ((c, n) for c, n in tuples.chunks(columns))
+        else:
+            chunks = iter([([tuples.codes[:, j] for j in columns], tuples.counts)])
+        groups = [self._level_codes[q] for q in qis]
+        penalties = [utility.penalty_per_group(self.hierarchies_[q].values, g) for q, g in zip(qis, groups)]
+        values = utility.generalized_ncp(chunks, groups, penalties, [self._radix[q] for q in qis], self._suppressed_keys)
+        return dict(zip(qis, values))
 
     def _unreachable_message(self, evaluator: Evaluator | ChunkedEvaluator) -> str:
         top = evaluator.evaluate(tuple(evaluator.heights))
