@@ -48,12 +48,16 @@ def load_config(path: str | Path, *, input: str | None = None, output: str | Non
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise ConfigError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"config file '{path}' nests collections too deeply to be a pipeline config") from None
     if not isinstance(document, dict):
         raise ConfigError(f"config file '{path}' must be a YAML mapping with keys version, input, output, columns, stages")
     try:
         config = PipelineConfig.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"config file '{path}': {format_validation_error(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' nests collections too deeply to be a pipeline config") from None
     problems = check_references(config)
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""

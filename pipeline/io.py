@@ -161,6 +161,7 @@ def _check_parquet(files: list[Path]) -> tuple[pa.Schema, int]:
             ) from None
         rows += meta.num_rows
         file_schema = file_schema.remove_metadata()
+        _check_unique_names(file, file_schema)
         if schema is None:
             schema = file_schema
         elif file_schema.names != schema.names:
@@ -177,9 +178,20 @@ def _check_parquet(files: list[Path]) -> tuple[pa.Schema, int]:
 def _check_csv(files: list[Path], delimiter: str) -> pa.Schema:
     try:
         reader = pacsv.open_csv(files[0], parse_options=pacsv.ParseOptions(delimiter=delimiter))
-        return reader.schema
+        schema = reader.schema
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"input file '{files[0]}' is not readable CSV ({_short(exc)})") from None
+    _check_unique_names(files[0], schema)
+    return schema
+
+
+def _check_unique_names(file: Path, schema: pa.Schema) -> None:
+    """A column name may appear once: a repeated header would make every reference to it ambiguous."""
+    seen: set[str] = set()
+    for name in schema.names:
+        if name in seen:
+            raise InputError(f"input file '{file}' has the column '{name}' more than once; give each column a unique name")
+        seen.add(name)
 
 
 def _short(exc: BaseException) -> str:

@@ -82,7 +82,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
         except PrivprepError as exc:
             raise type(exc)(f"{path}: {exc}") from None
     source = InputSource.open(loaded.input, delimiter=cfg.io.csv_delimiter)
-    check_no_overlap(loaded.output, source.files)
+    check_no_overlap(loaded.output, source.files, loaded.input)
     _check_declared(loaded, source.schema)
     schema = source.schema
     for index, stage in enumerate(stages):

@@ -8,6 +8,8 @@ leaves the earlier run untouched.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
 import secrets
 import shutil
@@ -74,10 +76,26 @@ def check_output(target: Path, *, overwrite: bool) -> None:
         )
 
 
-def check_no_overlap(output: Path, inputs: list[Path]) -> None:
-    """The output must not be, contain, or lie inside any input file's location: the input is never touched."""
+def check_no_overlap(output: Path, inputs: list[Path], spec: str | None = None) -> None:
+    """The output must not be, contain, or lie inside the input (its files, its directory, or where its
+    glob would find files), after resolving symlinks: the input is never touched, and a next run over the
+    input must not read this run's output."""
     out = output.resolve()
     for file in inputs:
         resolved = file.resolve()
         if out == resolved or out in resolved.parents:
             raise OutputError(f"output '{output}' contains the input file '{file}'; choose an output outside the input")
+    if spec is None:
+        return
+    root = Path(spec).expanduser()
+    if root.is_dir():
+        root = root.resolve()
+        if out == root or root in out.parents:
+            raise OutputError(f"output '{output}' lies inside the input directory '{spec}'; choose an output outside the input")
+    elif glob.has_magic(spec):
+        base = Path(spec.split("*")[0].split("?")[0].split("[")[0] or ".").expanduser()
+        base = (base if base.is_dir() else base.parent).resolve()
+        written = out / "data" / "part-00000.parquet"  # would the pattern find this run's output?
+        pattern = os.path.join(str(base), os.path.relpath(os.path.abspath(os.path.expanduser(spec)), base))
+        if (out == base or base in out.parents) and fnmatch.fnmatch(str(written), pattern.replace("**/", "*")):
+            raise OutputError(f"output '{output}' lies where the input pattern '{spec}' finds files; choose an output outside the input")

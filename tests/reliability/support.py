@@ -1,0 +1,50 @@
+"""Shared checks of the reliability suite: a failure is one clear line, the SPEC's exit code, no
+traceback, nothing written and the input untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+ERROR_PREFIX = "privprep: error:"
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
+
+
+def assert_clean_failure(result: Any, codes: tuple[int, ...], *needles: str) -> str:
+    """``result`` (a CliResult) failed with an exit code in ``codes`` and one error line holding every needle;
+    returns that line."""
+    assert result.code in codes, f"exit {result.code}: {result.err[-2000:]}"
+    assert "Traceback" not in result.err and "internal error" not in result.err, result.err[-2000:]
+    lines = error_lines(result.err)
+    assert len(lines) == 1, result.err[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_nothing_written(root: Path, *outputs: Path) -> None:
+    """No run directory at ``outputs`` and no temporary run folder left anywhere under ``root``."""
+    for output in outputs:
+        assert not output.exists(), f"{output} exists after a failed run"
+    leftovers = [str(p) for p in root.rglob("*") if "privprep-tmp" in p.name or "privprep-old" in p.name]
+    assert leftovers == [], leftovers
+
+
+def patients(rows: int, *, seed: int = 0) -> pa.Table:
+    """``rows`` rows with the columns of tests/conftest.py's COLUMNS, few distinct quasi-identifiers."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pa.table({
+        "patient_id": [f"P{i}" for i in range(rows)],
+        "name": [f"N{i}" for i in range(rows)],
+        "zip": [f"1000{int(v)}" for v in rng.integers(0, 3, rows)],
+        "age": pa.array(rng.integers(20, 60, rows), pa.int64()),
+        "diagnosis": [["flu", "cold", "asthma"][int(v)] for v in rng.integers(0, 3, rows)],
+        "income": pa.array(rng.integers(0, 100_000, rows), pa.int64()),
+    })
