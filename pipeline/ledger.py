@@ -275,8 +275,15 @@ class Ledger:
         if self.path is None or fcntl is None:
             yield
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as handle:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        except OSError as exc:
+            raise ConfigError(
+                f"budget.ledger '{self.path}' cannot be written ({exc.strerror or type(exc).__name__}); "
+                "name a file in a writable folder"
+            ) from None
+        with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield

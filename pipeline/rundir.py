@@ -32,8 +32,14 @@ class RunDirectory:
         self.committed = False
 
     def __enter__(self) -> "RunDirectory":
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.path.mkdir()
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir()
+        except OSError as exc:
+            raise OutputError(
+                f"output '{self.target}' cannot be created ({exc.strerror or type(exc).__name__}); "
+                "choose an output in a writable folder"
+            ) from None
         return self
 
     def __exit__(

@@ -3,12 +3,19 @@ traceback, nothing written and the input untouched."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 ERROR_PREFIX = "privprep: error:"
+#: What the suite saw, by family and outcome (printed at the end of a pytest run by conftest.py).
+TALLY: Counter[tuple[str, str]] = Counter()
+
+
+def tally(family: str, outcome: str, count: int = 1) -> None:
+    TALLY[(family, outcome)] += count
 
 
 def error_lines(err: str) -> list[str]:
@@ -18,6 +25,8 @@ def error_lines(err: str) -> list[str]:
 def assert_clean_failure(result: Any, codes: tuple[int, ...], *needles: str) -> str:
     """``result`` (a CliResult) failed with an exit code in ``codes`` and one error line holding every needle;
     returns that line."""
+    if result.code not in codes or "Traceback" in result.err or "internal error" in result.err:
+        tally("any", "traceback or internal error")
     assert result.code in codes, f"exit {result.code}: {result.err[-2000:]}"
     assert "Traceback" not in result.err and "internal error" not in result.err, result.err[-2000:]
     lines = error_lines(result.err)
