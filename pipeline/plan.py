@@ -90,10 +90,13 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             try:
                 schema = stage.output_schema(schema)
             except DataError as exc:
-                raise DataError(f"{stage_path(index, stage.name)}: {exc}") from None
+                raise DataError(f"{stage_path(index, stage.name)}: {exc} (input '{loaded.input}')") from None
     for stage in stages:
         if stage.kind == "release":
-            stage.output_schema(source.schema)  # release stages see the input as declared; errors name their path
+            try:
+                stage.output_schema(source.schema)  # release stages see the input as declared; errors name their path
+            except PrivprepError as exc:
+                raise type(exc)(f"{exc} (input '{loaded.input}')") from None
     ledger, spends = open_ledger(loaded, source)
     if ledger is not None:
         ledger.check(spends)  # refused before any data is read (exit 1), nothing written
@@ -110,6 +113,11 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:
     declared = loaded.config.columns
     undeclared = [name for name in schema.names if name not in declared]
+    if undeclared and len(undeclared) == len(schema.names) > 1:
+        raise DataError(  # names not listed: without a header row a CSV file's first row would be quoted here
+            f"none of the {len(schema.names)} input columns of '{loaded.input}' is declared under 'columns' in "
+            f"'{loaded.path}'; check that the input has a header row and that the config is the input's"
+        )
     if undeclared:
         raise DataError(
             f"input has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "

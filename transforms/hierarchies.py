@@ -167,7 +167,7 @@ def _numbers(values: pa.Array, column: str) -> np.ndarray:
             values = pc.cast(values, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise DataError(f"column '{column}': an interval hierarchy needs numbers; the column has type {values.type}") from None
-    return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return np.asarray(pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=float)
 
 
 def _number_text(x: float) -> str:
@@ -211,11 +211,20 @@ def _date(values: pa.Array, column: str, units: list[str]) -> list[pa.Array]:
     return [pa.array([_DATE_FORMATS[u](d) if d is not None else None for d in days], pa.string()) for u in units]
 
 
+#: The most levels a mask hierarchy may have (one per masked character).
+MAX_MASK_LEVELS = 64
+
+
 def _mask(values: pa.Array, column: str, char: str, levels: int | None) -> list[pa.Array]:
     """ZIP-style: level i replaces the last i characters (built on distinct values, so a loop is cheap)."""
     text = _text(values, column).to_pylist()
     longest = max((len(t) for t in text if t is not None), default=0)
     count = levels if levels is not None else longest
+    if count > MAX_MASK_LEVELS:  # one level per character: a long value would make a lattice no search can cover
+        raise DataError(
+            f"column '{column}': a mask hierarchy would have {count:,} levels (its longest value has {longest:,} "
+            f"characters); at most {MAX_MASK_LEVELS} are allowed: set mask.levels, or use a map or csv hierarchy"
+        )
     return [
         pa.array([None if t is None else t[: max(len(t) - i, 0)] + char * min(i, len(t)) for t in text], pa.string())
         for i in range(1, count + 1)
