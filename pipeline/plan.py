@@ -120,7 +120,7 @@ def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:
         )
     if undeclared:
         raise DataError(
-            f"input has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "
+            f"input '{loaded.input}' has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "
             f"{', '.join(undeclared)}; declare each with a role (role: insensitive if it needs no protection)"
         )
     missing = [name for name in declared if name not in schema.names]
