@@ -4,19 +4,36 @@ Everything goes to a hidden temporary directory beside the target; :meth:`RunDir
 renames it into place only when the whole run succeeded. An earlier run at the target is replaced
 only with ``overwrite=True``, and only at commit; a failed run removes its temporary directory and
 leaves the earlier run untouched.
+
+A killed run (``kill -9``) cannot clean up: its temporary directory stays, hidden, beside the target.
+A run holds an ``flock`` on its temporary directory while it lives, so the next run over the same
+target removes the leftovers nobody holds (and never a live run's). The earlier run is replaced by
+one atomic exchange of the two directories (Linux ``renameat2(RENAME_EXCHANGE)``), so a kill at any
+point leaves the earlier run or the new one at the target, never neither; where the exchange is not
+available, two renames are used and the next run puts an earlier run left aside back in place.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fnmatch
 import glob
 import os
 import secrets
 import shutil
+import sys
 from pathlib import Path
 from types import TracebackType
 
 from privprep.schemas.errors import OutputError
+
+from .fsutil import _fsync_dir
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 MARKER = "report.json"
 
@@ -30,11 +47,14 @@ class RunDirectory:
         check_output(self.target, overwrite=overwrite)
         self.path = self.target.parent / f".{self.target.name}.privprep-tmp-{secrets.token_hex(4)}"
         self.committed = False
+        self._lock: int | None = None
 
     def __enter__(self) -> "RunDirectory":
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            clean_leftovers(self.target)
             self.path.mkdir()
+            self._lock = _lock_dir(self.path)
         except OSError as exc:
             raise OutputError(
                 f"output '{self.target}' cannot be created ({exc.strerror or type(exc).__name__}); "
@@ -47,16 +67,25 @@ class RunDirectory:
     ) -> None:
         if not self.committed:
             shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def commit(self) -> Path:
         """Move the finished run into place, replacing an earlier run only now."""
         check_output(self.target, overwrite=self.overwrite)
         old = None
+        if self.target.exists() and _exchange(self.path, self.target):  # one step: the old run is now at self.path
+            self.committed = True
+            _fsync_dir(self.target.parent)
+            shutil.rmtree(self.path, ignore_errors=True)
+            return self.target
         if self.target.exists():
             old = self.target.parent / f".{self.target.name}.privprep-old-{secrets.token_hex(4)}"
             os.replace(self.target, old)
         try:
             os.replace(self.path, self.target)
+            _fsync_dir(self.target.parent)
         except OSError:
             if old is not None:
                 os.replace(old, self.target)
@@ -105,3 +134,60 @@ def check_no_overlap(output: Path, inputs: list[Path], spec: str | None = None) 
         pattern = os.path.join(str(base), os.path.relpath(os.path.abspath(os.path.expanduser(spec)), base))
         if (out == base or base in out.parents) and fnmatch.fnmatch(str(written), pattern.replace("**/", "*")):
             raise OutputError(f"output '{output}' lies where the input pattern '{spec}' finds files; choose an output outside the input")
+
+
+def clean_leftovers(target: Path) -> list[Path]:
+    """Remove what killed runs left beside ``target`` (temporary directories no live run holds); put an
+    earlier run that a killed commit had set aside back in place. Returns what was removed."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    prefix = f".{target.name}.privprep-"
+    for leftover in sorted(target.parent.glob(glob.escape(prefix) + "*")):
+        kind = leftover.name[len(prefix):].split("-")[0]
+        if kind not in ("tmp", "old") or not leftover.is_dir():
+            continue
+        try:
+            lock = _lock_dir(leftover, wait=False)
+        except OSError:  # a live run holds it, or it went away meanwhile
+            continue
+        try:
+            if kind == "old" and not target.exists() and (leftover / MARKER).is_file():
+                os.replace(leftover, target)
+                continue
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+        finally:
+            os.close(lock)
+    return removed
+
+
+def _lock_dir(path: Path, *, wait: bool = True) -> int:
+    """An open descriptor of directory ``path`` holding an exclusive ``flock`` (released when the process dies)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap directories ``a`` and ``b`` (Linux ``renameat2`` with ``RENAME_EXCHANGE``);
+    False where the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+

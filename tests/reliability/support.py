@@ -57,3 +57,51 @@ def patients(rows: int, *, seed: int = 0) -> pa.Table:
         "diagnosis": [["flu", "cold", "asthma"][int(v)] for v in rng.integers(0, 3, rows)],
         "income": pa.array(rng.integers(0, 100_000, rows), pa.int64()),
     })
+
+
+def forkserver() -> Any:
+    """A multiprocessing context whose processes fork from a server that imported privprep once, so a
+    process starts in milliseconds (and not from pytest's own, threaded, process)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["privprep.pipeline.cli", "privprep.pipeline.runner", "privprep.pipeline.ledger",
+                                    "privprep.transforms.dp", "diffprivlib", "tests.reliability.support"])
+    return context
+
+
+def run_cli_to_files(argv: list[str], err_path: str) -> None:
+    """Process target: run the CLI with stderr into ``err_path``; the exit code is the process's."""
+    import os
+    import sys
+
+    from privprep.pipeline.cli import main
+
+    with open(err_path, "w") as err:
+        os.dup2(err.fileno(), 2)
+        sys.stderr = err
+        code = main(argv)
+        err.flush()
+    os._exit(code)
+
+
+def spend_until_refused(name: str, base: str, start: float, step: float, limit: float, tag: int, confirm: Any) -> None:
+    """Process target: spend ``step`` from the ledger ``name`` (resolved against ``base``) from time
+    ``start`` until refused, sending each confirmed count through ``confirm``."""
+    import time
+
+    from privprep.pipeline.ledger import Ledger, resolve_ledger_path
+    from privprep.schemas.errors import BudgetError
+
+    ledger = Ledger(resolve_ledger_path(name, Path(base)), epsilon=limit, fingerprint="sha256:x")
+    while time.time() < start:
+        time.sleep(0.001)
+    done = 0
+    while True:
+        try:
+            ledger.spend(step, stage=f"p{tag}-{done}", details={"pad": "x" * 2000})
+        except BudgetError:
+            break
+        done += 1
+        confirm.send(done)
+    confirm.send(-done - 1)  # refused after ``done`` spends
