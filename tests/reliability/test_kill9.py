@@ -78,7 +78,7 @@ def leftovers(root: Path) -> list[str]:
 @pytest.mark.report_unchecked  # killed runs' directories are checked here, by assert_complete_run
 def test_kill_9_at_random_points_leaves_nothing_partial(workspace, tmp_path: Path) -> None:
     source = tmp_path / "big.parquet"
-    pq.write_table(patients(20_000, seed=1), source, row_group_size=2_000)
+    pq.write_table(patients(8_000, seed=1), source, row_group_size=1_000)
     config = workspace.config(
         input=str(source),
         stages=[
@@ -87,7 +87,7 @@ def test_kill_9_at_random_points_leaves_nothing_partial(workspace, tmp_path: Pat
             {"k_anonymity": {"k": 5, "hierarchies": {"zip": {"mask": {"char": "*"}}, "age": {"interval": {"widths": [10, 20]}}}}},
             {"encrypt": {"columns": ["diagnosis"]}},
         ],
-        io={"batch_rows": 2_000, "rows_per_file": 2_000},
+        io={"batch_rows": 1_000, "rows_per_file": 1_000},
     )
     input_digest = tree_digest(source)
     zygote = Zygote(tmp_path)
