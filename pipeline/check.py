@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from privprep.schemas.errors import UsageError
+from privprep.schemas.errors import DataError, UsageError
 from privprep.transforms.anonymity import measures
 from privprep.transforms.anonymity.criteria import Criteria, Evaluator, sensitive_codes
 from privprep.transforms.anonymity.tuples import TupleCounter
@@ -45,6 +45,10 @@ def measure(
     missing = [c for c in columns if c not in source.schema.names]
     if missing:
         raise UsageError(f"column(s) not in input '{input}': {', '.join(missing)} (it has: {', '.join(source.schema.names)})")
+    nested = [c for c in columns if pa.types.is_nested(source.schema.field(c).type)]
+    if nested:
+        raise DataError(f"column(s) of input '{input}' with nested types (lists, structs, maps) cannot be measured: "
+                        f"{', '.join(nested)}; flatten or cast them first")
     counter = TupleCounter(columns)
     for table in source.batches(columns, batch_rows=batch_rows):
         counter.observe(table)

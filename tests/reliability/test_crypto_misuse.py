@@ -183,3 +183,50 @@ def test_wrong_rotated_and_substituted_keyrings_are_refused(sealed, cli) -> None
     # the producer's keyring for recipient values, and the analyst's for symmetric ones
     refused(cli, workspace.out, workspace.keyring, "zip", workspace.root / "x", "column 'zip'", "'analyst-1'")
     refused(cli, workspace.out, analyst, "name", workspace.root / "x", "column 'name'", f"'{ids['encrypt']}'")
+
+
+def _damage(run_dir: Path, how: str) -> None:
+    part = run_dir / "data" / "part-00000.parquet"
+    if how == "report.json not JSON":
+        (run_dir / "report.json").write_text("{{{")
+    elif how == "report.json a list":
+        (run_dir / "report.json").write_text("[1, 2]")
+    elif how == "zero-byte part":
+        part.write_bytes(b"")
+    elif how == "truncated part":
+        part.write_bytes(part.read_bytes()[:300])
+    elif how == "a foreign part":
+        pq.write_table(small_table(), run_dir / "data" / "part-00009.parquet")
+    elif how in ("privprep note damaged", "privprep note names another type"):
+        from privprep.transforms.protected import FIELD_KEY
+
+        table = pq.read_table(part)
+        index = table.schema.get_field_index("name")
+        field = table.schema.field(index)
+        note = json.loads(field.metadata[FIELD_KEY])
+        if how == "privprep note damaged":
+            text = b"{not json"
+        else:
+            note["arrow_type"] = base64.b64encode(pa.schema([pa.field("x", pa.int64())]).serialize().to_pybytes()).decode()
+            text = json.dumps(note).encode()
+        field = field.with_metadata({**field.metadata, FIELD_KEY: text})
+        schema = table.schema.set(index, field)
+        pq.write_table(pa.Table.from_arrays(table.columns, schema=schema), part)
+
+
+@pytest.mark.parametrize("how", ["report.json not JSON", "report.json a list", "zero-byte part", "truncated part",
+                                 "a foreign part", "privprep note damaged", "privprep note names another type"])
+@pytest.mark.report_unchecked  # the damaged report.json is the point
+def test_decrypting_a_damaged_run_directory_fails_cleanly(sealed, cli, how) -> None:
+    workspace, _, _, _ = sealed
+    _damage(workspace.out, how)
+    result = cli("decrypt", workspace.out, "--keyring", workspace.keyring, "--columns", "name,patient_id",
+                 "--output", workspace.root / "x")
+    tally("crypto", "damaged run decrypted (exit 0)" if result.code == 0 else f"damaged run refused (exit {result.code})")
+    if result.code == 0:  # only the report was damaged: the values are still authenticated
+        assert how.startswith("report.json")
+        table = pq.read_table(workspace.root / "x" / "data")
+        assert table.column("name").to_pylist() == small_table().column("name").to_pylist()
+    else:
+        assert_clean_failure(result, (1, 2))
+        assert not (workspace.root / "x").exists()

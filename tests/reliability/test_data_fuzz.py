@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import io
-import os
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -260,3 +260,28 @@ def test_damaged_csv_fails_cleanly_or_runs(cli, tmp_path, ring, data) -> None:
         at = data.draw(st.integers(0, len(raw) - 1), label="at")
         raw[at:at + 1] = data.draw(st.sampled_from([b"", b'"', b",", b"\n", b"\x00", b"\xff", b";", b'""', b"\r"]), label="byte")
     run_on_files(cli, tmp_path, ring, [("a.csv", bytes(raw))])
+
+
+CHECK_CASES = ["zip as a list", "zip as a map", "zero-byte Parquet", "0 rows", "age NaN and inf", "zip of type null",
+               "CSV repeated header name", "CSV unbalanced quote", "CSV files with different headers", "reordered columns",
+               "1 MB quasi-identifier (mask hierarchy)"]
+
+
+@pytest.mark.parametrize("case", CHECK_CASES)
+def test_check_over_bad_data_fails_cleanly_or_measures(cli, tmp_path, case) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, content in CASES[case]:
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            pq.write_table(content, folder / name)
+    before = tree_digest(folder)
+    result = cli("check", folder, "--qi", "zip,age", "--sensitive", "diagnosis", "--k", "2", "--json")
+    tally("check", "measured (exit 0/1)" if result.code in (0, 1) and not result.err else f"clear error (exit {result.code})")
+    if result.err:
+        assert_clean_failure(result, (1, 2))
+    else:
+        assert result.code in (0, 1) and "k" in json.loads(result.out)
+    assert SECRET not in result.out + result.err
+    assert tree_digest(folder) == before
