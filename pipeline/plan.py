@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from privprep.schemas.config import stage_path
-from privprep.schemas.errors import DataError, KeyringError, PrivprepError
+from privprep.schemas.errors import ConfigError, DataError, KeyringError, PrivprepError
 from privprep.schemas.keyring import SecretKey
 from privprep.transforms import registry
 from privprep.transforms.base import Stage, StageContext
@@ -83,6 +83,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             raise type(exc)(f"{path}: {exc}") from None
     source = InputSource.open(loaded.input, delimiter=cfg.io.csv_delimiter)
     check_no_overlap(loaded.output, source.files, loaded.input)
+    _check_keyring_outside_output(loaded)
     _check_declared(loaded, source.schema)
     schema = source.schema
     for index, stage in enumerate(stages):
@@ -128,6 +129,16 @@ def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:
         raise DataError(
             f"column(s) declared in '{loaded.path}' are missing from the input '{loaded.input}': {', '.join(missing)}"
         )
+
+
+def _check_keyring_outside_output(loaded: LoadedConfig) -> None:
+    """A run replaces its output directory (with --overwrite): a keyring inside it would be deleted."""
+    if loaded.keyring is None:
+        return
+    output, ring = Path(loaded.output).resolve(), Path(loaded.keyring).resolve()
+    if ring == output or output in ring.parents:
+        raise ConfigError(f"keyring '{loaded.keyring}' lies inside the output '{loaded.output}', which a run replaces; "
+                          "keep it outside")
 
 
 def _warnings(loaded: LoadedConfig) -> list[str]:

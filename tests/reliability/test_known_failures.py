@@ -118,3 +118,13 @@ def test_an_input_inside_the_output_is_refused(workspace, cli) -> None:
     result = cli("run", workspace.config(input=str(earlier), output=str(workspace.out)), "--overwrite")
     assert_clean_failure(result, (2,), "input")
     assert tree_digest(workspace.out) == before
+
+
+def test_a_keyring_inside_the_output_is_refused(workspace, cli) -> None:
+    """Found by this suite: --overwrite replaced an earlier run holding the keyring, deleting every key."""
+    assert cli("run", workspace.config()).code == 0
+    ring = workspace.out / "kept.keyring"
+    ring.write_bytes(workspace.keyring.read_bytes())
+    result = cli("run", workspace.config(keyring=str(ring)), "--overwrite")
+    assert_clean_failure(result, (2,), str(ring), "inside the output")
+    assert ring.read_bytes() == workspace.keyring.read_bytes()
