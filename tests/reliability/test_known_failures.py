@@ -7,8 +7,9 @@ import json
 import os
 
 import pyarrow.parquet as pq
+import pytest
 
-from tests.conftest import small_table, tree_digest
+from tests.conftest import COLUMNS, small_table, tree_digest
 from tests.reliability.support import assert_clean_failure, assert_nothing_written
 
 K_ANONYMITY = {"k_anonymity": {"k": 2, "hierarchies": {"zip": {"mask": {"char": "*"}}, "age": {"interval": {"widths": [10, 20]}}}}}
@@ -128,3 +129,22 @@ def test_a_keyring_inside_the_output_is_refused(workspace, cli) -> None:
     result = cli("run", workspace.config(keyring=str(ring)), "--overwrite")
     assert_clean_failure(result, (2,), str(ring), "inside the output")
     assert ring.read_bytes() == workspace.keyring.read_bytes()
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"bounds": [-1e308, 1e308]}, "columns.income: bounds must be finite"),  # was exit 70 after spending
+    ({"bounds": [0, float("inf")]}, "columns.income: bounds must be finite"),  # infinite sensitivity
+    ({"epsilon": 1e-300}, "stages[2].dp_stats.epsilon"),  # was ZeroDivisionError after spending
+    ({"bins": 10**9}, "bins"),  # a histogram of 10**9 counters: minutes and gigabytes before anything failed
+])
+def test_dp_parameters_no_mechanism_can_serve_are_config_errors(workspace, cli, change, needle) -> None:
+    ledger = workspace.root / "ledger.json"
+    columns = {**COLUMNS, "income": {"role": "sensitive", "bounds": change.get("bounds", [0, 500000])}}
+    query = {"column": "income", "stat": "quantile", "quantiles": [0.5], "bins": change["bins"]} if "bins" in change else \
+        {"column": "income", "stat": "mean"}
+    stages = [{"pseudonymize": {"columns": ["patient_id"]}}, {"drop": {"columns": ["name"]}},
+              {"dp_stats": {"epsilon": change.get("epsilon", 1.0), "queries": [query]}}]
+    result = cli("run", workspace.config(columns=columns, stages=stages, budget={"epsilon": 10.0, "ledger": str(ledger)}))
+    assert_clean_failure(result, (2,), needle)
+    assert not ledger.exists()  # refused before anything was spent
+    assert_nothing_written(workspace.root, workspace.out)
