@@ -230,3 +230,19 @@ def test_decrypting_a_damaged_run_directory_fails_cleanly(sealed, cli, how) -> N
     else:
         assert_clean_failure(result, (1, 2))
         assert not (workspace.root / "x").exists()
+
+
+@pytest.mark.parametrize("case", ["repeated key id", "nested too deeply"])
+def test_a_keyring_that_is_ambiguous_or_hostile_is_refused(workspace, cli, case) -> None:
+    """Found by this suite: a repeated key id was accepted (which material a ciphertext naming it gets
+    was up to list order), and deep nesting was a RecursionError (exit 70)."""
+    document = json.loads(workspace.keyring.read_text())
+    if case == "repeated key id":
+        twin = {**document["keys"][0], "material": base64.b64encode(os.urandom(32)).decode()}
+        text = json.dumps({**document, "keys": document["keys"] + [twin]})
+    else:
+        text = '{"version": 1, "keys": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    workspace.keyring.write_text(text)
+    result = cli("run", workspace.config())
+    assert_clean_failure(result, (2,), str(workspace.keyring))
+    assert not workspace.out.exists()
