@@ -114,12 +114,23 @@ def read_arx_csv(path: Path) -> dict[str, list[str]]:
         raise ConfigError(f"hierarchy file '{path}' cannot be read as UTF-8 text ({type(exc).__name__})") from None
     table: dict[str, list[str]] = {}
     width = None
-    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=";"), start=1):
+    reader = csv.reader(io.StringIO(text), delimiter=";")
+    number = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            raise ConfigError(f"hierarchy file '{path}' line {reader.line_num}: {str(exc)[:100]}") from None
+        number = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if width is None:
             width = len(row)
-        if len(row) != width or width < 2:
+        if width < 2:
+            raise ConfigError(f"hierarchy file '{path}' line {number}: 1 field; each line needs the value and its levels (value;level1;...)")
+        if len(row) != width:
             raise ConfigError(f"hierarchy file '{path}' line {number}: {len(row)} fields, expected {width} (value;level1;...)")
         if row[0] in table:
             raise ConfigError(f"hierarchy file '{path}' line {number}: a value appears twice")

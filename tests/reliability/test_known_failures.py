@@ -148,3 +148,18 @@ def test_dp_parameters_no_mechanism_can_serve_are_config_errors(workspace, cli, 
     assert_clean_failure(result, (2,), needle)
     assert not ledger.exists()  # refused before anything was spent
     assert_nothing_written(workspace.root, workspace.out)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("10001;" + "x" * 200_000 + "\n", "line 1: field larger than field limit"),  # was csv.Error, exit 70
+    ('{\n "a": 1\n}\n', "line 1: 1 field; each line needs"),  # said "1 fields, expected 1"
+    ("10001;1000*\n10002\n", "line 2: 1 fields, expected 2"),
+])
+def test_a_bad_hierarchy_file_is_a_config_error_naming_the_line(workspace, cli, text, needle) -> None:
+    hierarchy = workspace.root / "zip.csv"
+    hierarchy.write_text(text)
+    stages = [{"pseudonymize": {"columns": ["patient_id"]}}, {"drop": {"columns": ["name"]}},
+              {"k_anonymity": {"k": 2, "hierarchies": {"zip": {"csv": str(hierarchy)}, "age": {"interval": {"widths": [10]}}}}}]
+    result = cli("run", workspace.config(stages=stages))
+    assert_clean_failure(result, (2,), str(hierarchy), needle)
+    assert_nothing_written(workspace.root, workspace.out)
