@@ -163,3 +163,18 @@ def test_a_bad_hierarchy_file_is_a_config_error_naming_the_line(workspace, cli, 
     result = cli("run", workspace.config(stages=stages))
     assert_clean_failure(result, (2,), str(hierarchy), needle)
     assert_nothing_written(workspace.root, workspace.out)
+
+
+@pytest.mark.report_unchecked  # the hostile report.json is the point
+def test_privprep_report_over_a_hostile_report_json(workspace, cli) -> None:
+    """Nesting too deep was a RecursionError (exit 70); markup in values is escaped in report.html."""
+    assert cli("run", workspace.config()).code == 0
+    report = json.loads((workspace.out / "report.json").read_text())
+    report["input"]["path"] = "<script>alert(1)</script>"
+    report["stages"][0]["columns"] = ["<img src=x onerror=alert(1)>"]
+    (workspace.out / "report.json").write_text(json.dumps(report))
+    assert cli("report", workspace.out, "--quiet").code == 0
+    html = (workspace.out / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html and "&lt;script&gt;alert(1)" in html
+    (workspace.out / "report.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert_clean_failure(cli("report", workspace.out), (2,), "report.json")
