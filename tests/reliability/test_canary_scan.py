@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.keyring import Keyring
 from tests.reliability.support import tally
 
 ROWS = 240

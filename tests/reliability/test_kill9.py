@@ -7,7 +7,6 @@ a random delay, so many trials fit in seconds."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from tests.conftest import tree_digest
 from tests.reliability.support import patients, tally

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import small_table  # noqa: F401 (the workspace fixture's table)
+from tests.conftest import COLUMNS
 from tests.reliability.support import (assert_clean_failure, assert_nothing_written, forkserver, run_cli_to_files,
                                        spend_until_refused, tally)
 
@@ -84,7 +84,7 @@ def test_a_process_killed_while_spending_leaves_each_spend_whole_or_absent(tmp_p
 
 
 def _dp_config(workspace, ledger: Path, epsilon: float, output: Path) -> Path:
-    columns = {**dict(__import__("tests.conftest", fromlist=["COLUMNS"]).COLUMNS)}
+    columns = dict(COLUMNS)
     return workspace.config(
         name=f"{output.name}.yaml", output=str(output), columns=columns,
         stages=[{"pseudonymize": {"columns": ["patient_id"]}}, {"drop": {"columns": ["name"]}},
