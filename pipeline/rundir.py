@@ -19,6 +19,7 @@ import ctypes
 import errno
 import fnmatch
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -104,11 +105,21 @@ def check_output(target: Path, *, overwrite: bool) -> None:
         raise OutputError(f"output '{target}' exists and is not a directory; choose another output")
     if not overwrite:
         raise OutputError(f"output directory '{target}' already exists; pass --overwrite to replace it once this run succeeds")
-    if not (target / MARKER).is_file() and any(target.iterdir()):
+    if not _is_run(target) and any(target.iterdir()):
         raise OutputError(
-            f"output directory '{target}' is not empty and holds no privprep run (no {MARKER}); "
+            f"output directory '{target}' is not empty and holds no privprep run (no {MARKER} written by privprep); "
             "refusing to replace it, choose another output"
         )
+
+
+def _is_run(folder: Path) -> bool:
+    """``folder`` holds a run: a report.json that privprep wrote (another tool's report.json is not enough
+    to have a folder replaced)."""
+    try:
+        document = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(document, dict) and "privprep_version" in document
 
 
 def check_no_overlap(output: Path, inputs: list[Path], spec: str | None = None) -> None:

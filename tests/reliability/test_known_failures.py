@@ -178,3 +178,15 @@ def test_privprep_report_over_a_hostile_report_json(workspace, cli) -> None:
     assert "<script>alert(1)" not in html and "<img src=x" not in html and "&lt;script&gt;alert(1)" in html
     (workspace.out / "report.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
     assert_clean_failure(cli("report", workspace.out), (2,), "report.json")
+
+
+@pytest.mark.report_unchecked  # the foreign report.json is the point
+def test_overwrite_refuses_a_folder_whose_report_json_privprep_did_not_write(workspace, cli) -> None:
+    """Found by this suite: any file named report.json made --overwrite replace the whole folder."""
+    folder = workspace.root / "home"
+    folder.mkdir()
+    (folder / "report.json").write_text('{"tool": "someone else"}')
+    (folder / "thesis.tex").write_text("years of work")
+    result = cli("run", workspace.config(output=str(folder)), "--overwrite")
+    assert_clean_failure(result, (2,), "holds no privprep run")
+    assert (folder / "thesis.tex").read_text() == "years of work"
