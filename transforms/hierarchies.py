@@ -152,7 +152,11 @@ def write_arx_csv(hierarchy: Hierarchy, path: Path) -> None:
 
 def _text(values: pa.Array, column: str) -> pa.Array:
     text = as_text_or_binary(values, column)
-    return text.cast(pa.string()) if text.type != pa.string() else text
+    try:
+        return text.cast(pa.string()) if text.type != pa.string() else text
+    except pa.ArrowInvalid:  # binary that is not UTF-8: ciphertexts, tokens, images
+        raise DataError(f"column '{column}' holds binary values that are not text (encrypted or tokenized by an "
+                        "earlier stage?); a hierarchy generalizes text, numbers or dates") from None
 
 
 def _lookup(values: pa.Array, column: str, table: dict[str, list[str]], source: str) -> list[pa.Array]:

@@ -190,3 +190,20 @@ def test_overwrite_refuses_a_folder_whose_report_json_privprep_did_not_write(wor
     result = cli("run", workspace.config(output=str(folder)), "--overwrite")
     assert_clean_failure(result, (2,), "holds no privprep run")
     assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_column_listed_twice_in_a_stage_is_a_config_error(workspace, cli) -> None:
+    """Found by this suite: drop: {columns: [name, name]} was an internal error (ValueError) while writing."""
+    stages = [{"pseudonymize": {"columns": ["patient_id"]}}, {"drop": {"columns": ["name", "name"]}}]
+    result = cli("run", workspace.config(stages=stages))
+    assert_clean_failure(result, (2,), "stages[1].drop.columns", "more than once: name")
+    assert_nothing_written(workspace.root, workspace.out)
+
+
+def test_generalizing_an_encrypted_quasi_identifier_is_a_data_error(workspace, cli) -> None:
+    """Found by this suite: k_anonymity over a column an earlier stage encrypted was ArrowInvalid (exit 70)."""
+    stages = [{"pseudonymize": {"columns": ["patient_id"]}}, {"drop": {"columns": ["name"]}}, {"encrypt": {"columns": ["zip"]}},
+              {"k_anonymity": {"k": 2, "hierarchies": {"zip": {"mask": {}}, "age": {"interval": {"widths": [10]}}}}}]
+    result = cli("run", workspace.config(stages=stages))
+    assert_clean_failure(result, (1,), "column 'zip'", "encrypted or tokenized")
+    assert_nothing_written(workspace.root, workspace.out)
