@@ -59,6 +59,10 @@ def measure(
     if missing:
         raise UsageError(f"column(s) not in input '{input}': {', '.join(missing)}{did_you_mean_any(missing, source.schema.names)} "
                          f"(it has: {', '.join(source.schema.names)})")
+    nested = [c for c in columns if pa.types.is_nested(source.schema.field(c).type)]
+    if nested:
+        raise DataError(f"column(s) of input '{input}' with nested types (lists, structs, maps) cannot be measured: "
+                        f"{', '.join(nested)}; flatten or cast them first")
     warnings = _protected_columns(source, quasi_identifiers, sensitive, batch_rows)
     counter = TupleCounter(columns)
     for table in source.batches(columns, batch_rows=batch_rows):

@@ -493,7 +493,8 @@ def _error(message: str) -> None:
     if json_logging():  # --log-format json: the error is a JSON line too
         typer.echo(json.dumps({"level": "error", "logger": "privprep", "message": message, "event": "error"}), err=True)
         return
-    typer.echo(f"privprep: error: {message}", err=True)
+    printable = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+    typer.echo(f"privprep: error: {printable}", err=True)  # one line, even for a name holding a newline
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,23 +37,35 @@ class LoadedConfig:
 
 def load_config(path: str | Path, *, input: str | None = None, output: str | None = None) -> LoadedConfig:
     """Read, parse and validate ``path``; ``input``/``output`` override the config's (CLI flags)."""
+    check_path(str(path), "config file")
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     raw = path.read_bytes()
     try:
-        document = yaml.safe_load(raw)
+        document = yaml.load(raw, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise ConfigError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"config file '{path}' nests collections too deeply to be a pipeline config") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"config file '{path}' holds a value that cannot be read ({_first_line(exc)})") from None
     if not isinstance(document, dict):
         raise ConfigError(f"config file '{path}' must be a YAML mapping with keys version, input, output, columns, stages")
     try:
         config = PipelineConfig.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"config file '{path}': {format_validation_error(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' nests collections too deeply to be a pipeline config") from None
+    for where, value in _path_values(document):
+        check_path(value, f"config file '{path}': {where}")
+    for flag, value in (("--input", input), ("--output", output)):
+        if value is not None:
+            check_path(value, flag)
     problems = check_references(config)
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
@@ -65,11 +77,79 @@ def load_config(path: str | Path, *, input: str | None = None, output: str | Non
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
         input=input if input is not None else _resolve_pattern(base, config.input),
-        output=Path(os.path.normpath(output if output is not None else base / config.output)),
-        keyring=Path(os.path.normpath(base / ring if config.keyring else ring)) if ring else None,
+        output=Path(os.path.normpath(output if output is not None else _resolve_pattern(base, config.output))),
+        keyring=Path(_resolve_pattern(base, str(ring)) if config.keyring else os.path.normpath(ring)) if ring else None,
     )
 
 
 def _resolve_pattern(base: Path, value: str) -> str:
     path = Path(value).expanduser()
     return os.path.normpath(path if path.is_absolute() else base / path)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+
+
+#: Config keys whose string values are file system paths (at any depth).
+PATH_KEYS = ("input", "output", "keyring", "ledger", "csv", "recipient")
+
+
+def check_path(value: str, where: str) -> None:
+    """Refuse a path the file system cannot take (a NUL byte, a name longer than the system allows, a
+    ``~user`` that does not exist) with a one-line :class:`ConfigError` naming ``where``.
+
+    >>> check_path("data/in.parquet", "input")
+    >>> check_path("a" * 300, "input")
+    Traceback (most recent call last):
+    ...
+    privprep.schemas.errors.ConfigError: input: a path component is longer than 255 bytes
+    """
+    if "\x00" in value:
+        raise ConfigError(f"{where}: a path may not contain a NUL byte")
+    try:
+        expanded = os.path.expanduser(value)
+    except RuntimeError:  # pragma: no cover - os.path.expanduser leaves an unknown ~user as it is
+        expanded = value
+    if value.startswith("~") and expanded == value and value[1:2] not in ("", "/"):
+        raise ConfigError(f"{where}: '{value.split('/')[0]}' names no user whose home folder could be used")
+    if any(len(os.fsencode(part)) > _NAME_MAX for part in Path(expanded).parts):
+        raise ConfigError(f"{where}: a path component is longer than {_NAME_MAX} bytes")
+
+
+_NAME_MAX = 255
+
+
+def _path_values(node: object, where: str = "") -> list[tuple[str, str]]:
+    """(config path, value) of every string under a :data:`PATH_KEYS` key of the raw document."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key in PATH_KEYS and isinstance(value, str):
+                found.append((here, value))
+            else:
+                found += _path_values(value, here)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _path_values(value, f"{where}[{index}]")
+    return found
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last one silently,
+    so a second ``columns:`` or ``output:`` would quietly replace the first). Merge keys (``<<``) may
+    still be overridden, as YAML says."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{str(key)[:60]}' appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

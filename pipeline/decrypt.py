@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from privprep.schemas.errors import InputError, KeyringError, OutputError, UsageError
+from privprep.schemas.errors import DataError, InputError, KeyringError, OutputError, UsageError
 from privprep.schemas.suggest import did_you_mean_any
 from privprep.transforms.encrypt import decrypt_column
 from privprep.transforms.protected import Protection
@@ -149,7 +149,7 @@ def _plan(first: EncryptedFile, ring: Keyring, requested: list[str]) -> _Plan:
     for column, key_id in omitted.items():
         log.warning("column '%s' is left out: it is column-encrypted with key '%s', which the keyring does not hold", column, key_id)
     carried = [c for c in schema.names if c not in omitted]
-    note = json.loads((schema.metadata or {}).get(METADATA_KEY.encode(), b"{}"))
+    note = _note(schema.metadata)
     pme_keys = [note.get("footer_key")] + [k for c, k in first.column_keys.items() if c in carried]
     used += [k for k in pme_keys if k]
     return _Plan(list(schema.names), requested, protections, carried, omitted, list(dict.fromkeys(used)))
@@ -229,8 +229,20 @@ def _re_encryption(opened: EncryptedFile, ring: Keyring, plan: _Plan, metadata: 
     remaining = {c: k for c, k in opened.column_keys.items() if c in plan.carried and c not in plan.requested}
     if not remaining:
         return None
-    note = json.loads(metadata.get(METADATA_KEY.encode(), b"{}"))
+    note = _note(metadata)
     return ColumnEncryption.build(ring, columns=remaining, footer_key=note.get("footer_key"))
+
+
+def _note(metadata: Any) -> dict[str, Any]:
+    """privprep's note in a part's key-value metadata; a damaged one is an error, never ignored."""
+    try:
+        note = json.loads((metadata or {}).get(METADATA_KEY.encode(), b"{}"))
+    except (ValueError, RecursionError):
+        note = None
+    if not isinstance(note, dict):
+        raise DataError(f"the privprep metadata ('{METADATA_KEY}') of the run's Parquet parts is damaged; "
+                        "decrypt a copy of the run as it was written")
+    return note
 
 
 def _keep_metadata(key: bytes, plan: _Plan) -> bool:
@@ -246,7 +258,9 @@ def _keep_metadata(key: bytes, plan: _Plan) -> bool:
 def _report(source: Path, plan: _Plan, rows: int, files: list[Path], seconds: float) -> dict[str, Any]:
     try:
         earlier = json.loads((source / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        earlier = {}
+    if not isinstance(earlier, dict):  # a damaged report.json: the decrypted run just does not carry its sha
         earlier = {}
     return {
         "report_version": REPORT_VERSION,

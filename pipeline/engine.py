@@ -164,7 +164,7 @@ class StreamingEngine:
                     observer.feed(table)
                     seconds[observer.index] += time.perf_counter() - t1
                 advance(table.num_rows)
-        del table
+            table = None  # drop the last batch (there is none for an input of 0 rows)
         pa.default_memory_pool().release_unused()  # the read buffers, before decide() needs memory
 
     def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,

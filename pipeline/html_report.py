@@ -48,7 +48,7 @@ def rebuild(run_dir: str | Path) -> Path:
         raise InputError(f"'{run_dir}' is not a privprep run directory (no report.json)")
     try:
         document = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputError(f"'{source}' cannot be read as JSON ({type(exc).__name__})") from None
     try:
         validate_report(document)

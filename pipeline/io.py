@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -115,7 +116,7 @@ class InputSource:
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"input file '{file}' could not be read ({_short(exc)})") from None
+            raise InputError(f"input file '{file}' could not be read ({_short(exc, self.schema)})") from None
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def _check_parquet(files: list[Path]) -> tuple[pa.Schema, int]:
             ) from None
         rows += meta.num_rows
         file_schema = file_schema.remove_metadata()
+        _check_unique_names(file, file_schema)
         if schema is None:
             schema = file_schema
         elif file_schema.names != schema.names:
@@ -176,17 +178,54 @@ def _check_parquet(files: list[Path]) -> tuple[pa.Schema, int]:
 
 
 def _check_csv(files: list[Path], delimiter: str) -> pa.Schema:
-    try:
-        reader = pacsv.open_csv(files[0], parse_options=pacsv.ParseOptions(delimiter=delimiter))
-        return reader.schema
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"input file '{files[0]}' is not readable CSV ({_short(exc)})") from None
+    """The first file's schema (types inferred from its first block); every file must have its header."""
+    schema: pa.Schema | None = None
+    for file in files:
+        try:
+            reader = pacsv.open_csv(file, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+            file_schema = reader.schema
+            reader.close()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"input file '{file}' is not readable CSV ({_short(exc)})") from None
+        _check_unique_names(file, file_schema)
+        if schema is None:
+            schema = file_schema
+        elif file_schema.names != schema.names:  # a missing column would read as nulls, an extra one vanish
+            raise InputError(f"input file '{file}' has columns {file_schema.names}, unlike '{files[0]}' ({schema.names})")
+    assert schema is not None
+    return schema
 
 
-def _short(exc: BaseException) -> str:
-    """The first line of a library error, without quoting data."""
+def _check_unique_names(file: Path, schema: pa.Schema) -> None:
+    """A column name may appear once: a repeated header would make every reference to it ambiguous."""
+    seen: set[str] = set()
+    for name in schema.names:
+        if name in seen:
+            raise InputError(f"input file '{file}' has the column '{name}' more than once; give each column a unique name")
+        seen.add(name)
+
+
+def _short(exc: BaseException, schema: pa.Schema | None = None) -> str:
+    """The first line of a library error, without quoting data: Arrow's CSV errors quote the offending
+    row or value, which may be a protected cell, so those parts are cut; a column number becomes its name.
+
+    >>> _short(ValueError('CSV parse error: Expected 6 columns, got 1: "P1,Ann,10001'))
+    'CSV parse error: Expected 6 columns, got 1'
+    >>> _short(ValueError("In CSV column #1: Row #3: CSV conversion error to int64: invalid value 'old'"),
+    ...        pa.schema([("name", pa.string()), ("age", pa.int64())]))
+    "In CSV column 'age': Row #3: CSV conversion error to int64: invalid value"
+    """
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"(Expected \d+ columns?, got \d+)\s*:.*", r"\1", text)
+    text = re.sub(r"(invalid value|Invalid value|value)\s+'.*?'(\s|$)", r"\1\2", text).rstrip()
+    text = re.sub(r"(Row #\d+)\s*:\s*\".*", r"\1", text)
+    if schema is not None:
+        text = re.sub(r"column #(\d+)", lambda m: _column_name(schema, int(m.group(1))), text)
     return text[:160]
+
+
+def _column_name(schema: pa.Schema, index: int) -> str:
+    return f"column '{schema.names[index]}'" if 0 <= index < len(schema.names) else f"column #{index}"
 
 
 class PartWriter:

@@ -58,11 +58,15 @@ class Keyring:
             )
         try:
             document = KeyringFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise KeyringError(f"keyring '{path}' is not a JSON keyring file") from None
         except ValidationError as exc:
             where = ".".join(str(p) for p in exc.errors()[0]["loc"])
             raise KeyringError(f"keyring '{path}' is malformed at '{where}': {exc.errors()[0]['msg']}") from None
+        ids = [entry.id for entry in document.keys]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:  # which material would a ciphertext naming that id get? refuse rather than guess
+            raise KeyringError(f"keyring '{path}' holds key id(s) {', '.join(repeated)} more than once; each key id must be unique")
         ring = cls(path, document)
         for entry in document.keys:
             ring._decode(entry)  # fail early on bad material, naming the key id

@@ -255,7 +255,7 @@ class Ledger:
             return getattr(self, "_doc", None) or _new_doc()
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise BudgetError(
                 f"ledger '{self.path}' cannot be read ({type(exc).__name__}); refusing to release "
                 "(a ledger is never reset automatically: restore it from the copy in the last run directory)"
@@ -275,8 +275,15 @@ class Ledger:
         if self.path is None or fcntl is None:
             yield
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as handle:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        except OSError as exc:
+            raise ConfigError(
+                f"budget.ledger '{self.path}' cannot be written ({exc.strerror or type(exc).__name__}); "
+                "name a file in a writable folder"
+            ) from None
+        with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -311,12 +318,16 @@ def _validate(doc: Any, path: Path) -> None:
     ok = ok and isinstance(doc.get("dataset"), dict) and isinstance(doc["dataset"].get("fingerprints"), list)
     if ok:
         for entry in doc["entries"]:
-            eps, delta = entry.get("epsilon") if isinstance(entry, dict) else None, entry.get("delta", 0.0) if isinstance(entry, dict) else None
-            if not (isinstance(eps, (int, float)) and eps > 0 and math.isfinite(eps) and isinstance(delta, (int, float)) and 0 <= delta < 1):
+            eps, delta = (entry.get("epsilon"), entry.get("delta")) if isinstance(entry, dict) else (None, None)
+            if not (_number(eps) and eps > 0 and math.isfinite(eps) and _number(delta) and 0 <= delta < 1):
                 ok = False
                 break
     if not ok:
         raise BudgetError(f"ledger '{path}' is not a valid privprep ledger ({FORMAT}); refusing to release")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -324,9 +335,10 @@ def _dumps(doc: dict[str, Any]) -> str:
 
 
 def resolve_ledger_path(value: str, base_dir: Path) -> Path:
-    """``budget.ledger`` resolved against the config file's folder."""
+    """``budget.ledger`` resolved against the config file's folder, symlinks resolved: two names of one
+    file must share one lock and one account (a symlink would otherwise be replaced by a separate file)."""
     path = Path(value).expanduser()
-    return Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
+    return Path(os.path.realpath(path if path.is_absolute() else base_dir / path))
 
 
 def open_ledger(loaded: Any, source: Any) -> tuple[Ledger | None, list[PlannedSpend]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from privprep.schemas.config import stage_path
-from privprep.schemas.errors import DataError, KeyringError, PrivprepError
+from privprep.schemas.errors import ConfigError, DataError, KeyringError, PrivprepError
 from privprep.schemas.keyring import SecretKey
 from privprep.schemas.suggest import closest
 from privprep.transforms import registry
@@ -83,7 +83,8 @@ def build_plan(loaded: LoadedConfig) -> Plan:
         except PrivprepError as exc:
             raise type(exc)(f"{path}: {exc}") from None
     source = InputSource.open(loaded.input, delimiter=cfg.io.csv_delimiter)
-    check_no_overlap(loaded.output, source.files)
+    check_no_overlap(loaded.output, source.files, loaded.input)
+    _check_keyring_outside_output(loaded)
     _check_declared(loaded, source.schema)
     schema = source.schema
     for index, stage in enumerate(stages):
@@ -91,10 +92,13 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             try:
                 schema = stage.output_schema(schema)
             except DataError as exc:
-                raise DataError(f"{stage_path(index, stage.name)}: {exc}") from None
+                raise DataError(f"{stage_path(index, stage.name)}: {exc} (input '{loaded.input}')") from None
     for stage in stages:
         if stage.kind == "release":
-            stage.output_schema(source.schema)  # release stages see the input as declared; errors name their path
+            try:
+                stage.output_schema(source.schema)  # release stages see the input as declared; errors name their path
+            except PrivprepError as exc:
+                raise type(exc)(f"{exc} (input '{loaded.input}')") from None
     ledger, spends = open_ledger(loaded, source)
     if ledger is not None:
         ledger.check(spends)  # refused before any data is read (exit 1), nothing written
@@ -111,9 +115,14 @@ def build_plan(loaded: LoadedConfig) -> Plan:
 def _check_declared(loaded: LoadedConfig, schema: pa.Schema) -> None:
     declared = loaded.config.columns
     undeclared = [name for name in schema.names if name not in declared]
+    if undeclared and len(undeclared) == len(schema.names) > 1:
+        raise DataError(  # names not listed: without a header row a CSV file's first row would be quoted here
+            f"none of the {len(schema.names)} input columns of '{loaded.input}' is declared under 'columns' in "
+            f"'{loaded.path}'; check that the input has a header row and that the config is the input's"
+        )
     if undeclared:
         raise DataError(
-            f"input has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "
+            f"input '{loaded.input}' has {len(undeclared)} column(s) not declared under 'columns' in '{loaded.path}': "
             f"{', '.join(undeclared)}; declare each with a role (role: insensitive if it needs no protection)"
             + _declared_typo(undeclared, [name for name in declared if name not in schema.names])
         )
@@ -131,6 +140,16 @@ def _declared_typo(undeclared: list[str], missing: list[str]) -> str:
         if match is not None:
             return f" (columns.{match} is declared but not in the input: a misspelling of '{name}'?)"
     return ""
+
+
+def _check_keyring_outside_output(loaded: LoadedConfig) -> None:
+    """A run replaces its output directory (with --overwrite): a keyring inside it would be deleted."""
+    if loaded.keyring is None:
+        return
+    output, ring = Path(loaded.output).resolve(), Path(loaded.keyring).resolve()
+    if ring == output or output in ring.parents:
+        raise ConfigError(f"keyring '{loaded.keyring}' lies inside the output '{loaded.output}', which a run replaces; "
+                          "keep it outside")
 
 
 def _warnings(loaded: LoadedConfig) -> list[str]:

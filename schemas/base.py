@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
 #: A column name as it appears in the data.
 ColumnName = Annotated[str, Field(min_length=1)]
 #: A non-empty list of distinct column names.
-ColumnList = Annotated[list[ColumnName], Field(min_length=1)]
+def _distinct(names: list[str]) -> list[str]:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"column(s) listed more than once: {', '.join(repeated)}")
+    return names
+
+
+ColumnList = Annotated[list[ColumnName], Field(min_length=1), AfterValidator(_distinct)]
 #: A key id of a keyring (never the key material itself).
 KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 #: A pseudonym or token domain: names the kind of identifier, so equal values in two tables join.

@@ -23,6 +23,8 @@ from .suggest import closest, did_you_mean, keys_at
 
 Role = Literal["identifier", "quasi_identifier", "sensitive", "insensitive"]
 Category = str | int | float | bool
+#: The largest magnitude of a declared bound: DP variances square sums of values, which must stay finite.
+MAX_BOUND = 1e100
 
 #: Stages that protect an identifier column; an identifier that none of them touches is a config error.
 PROTECTING_STAGES = ("pseudonymize", "tokenize", "encrypt", "mask", "drop")
@@ -45,6 +47,8 @@ class ColumnSpec(StrictModel):
     def _check(self) -> "ColumnSpec":
         if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
             raise ValueError("bounds must be [low, high] with low < high")
+        if self.bounds is not None and not all(abs(b) <= MAX_BOUND for b in self.bounds):  # also NaN and inf
+            raise ValueError(f"bounds must be finite numbers within ±{MAX_BOUND:g} (squares of sums must stay finite)")
         if self.categories is not None and len({repr(c) for c in self.categories}) != len(self.categories):
             raise ValueError("categories must be distinct")
         return self

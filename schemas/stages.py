@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import ColumnList, ColumnName, Domain, KeyId, StrictModel, one_key_union
 from .hierarchies import HierarchySpec
 
-Epsilon = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+def _computable_epsilon(value: float) -> float:
+    if value < MIN_EPSILON:  # exp(-epsilon) rounds to 1: the geometric mechanism cannot be computed
+        raise ValueError(f"epsilon must be at least {MIN_EPSILON:g}; below that no noise can be computed")
+    return value
+
+
+MIN_EPSILON = 1e-6
+Epsilon = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False), AfterValidator(_computable_epsilon)]
 
 
 class PseudonymizeParams(StrictModel):
@@ -176,7 +183,7 @@ class DpQuery(StrictModel):
     stat: Stat
     epsilon: Epsilon | None = None
     by: ColumnName | None = Field(None, description="group by this column's declared categories")
-    bins: Annotated[int, Field(ge=1)] | None = None
+    bins: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # one counter per bin and group, in memory
     range: tuple[float, float] | None = None
     quantiles: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] | None = None
 

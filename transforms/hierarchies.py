@@ -114,12 +114,23 @@ def read_arx_csv(path: Path) -> dict[str, list[str]]:
         raise ConfigError(f"hierarchy file '{path}' cannot be read as UTF-8 text ({type(exc).__name__})") from None
     table: dict[str, list[str]] = {}
     width = None
-    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=";"), start=1):
+    reader = csv.reader(io.StringIO(text), delimiter=";")
+    number = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            raise ConfigError(f"hierarchy file '{path}' line {reader.line_num}: {str(exc)[:100]}") from None
+        number = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if width is None:
             width = len(row)
-        if len(row) != width or width < 2:
+        if width < 2:
+            raise ConfigError(f"hierarchy file '{path}' line {number}: 1 field; each line needs the value and its levels (value;level1;...)")
+        if len(row) != width:
             raise ConfigError(f"hierarchy file '{path}' line {number}: {len(row)} fields, expected {width} (value;level1;...)")
         if row[0] in table:
             raise ConfigError(f"hierarchy file '{path}' line {number}: a value appears twice")
@@ -141,7 +152,11 @@ def write_arx_csv(hierarchy: Hierarchy, path: Path) -> None:
 
 def _text(values: pa.Array, column: str) -> pa.Array:
     text = as_text_or_binary(values, column)
-    return text.cast(pa.string()) if text.type != pa.string() else text
+    try:
+        return text.cast(pa.string()) if text.type != pa.string() else text
+    except pa.ArrowInvalid:  # binary that is not UTF-8: ciphertexts, tokens, images
+        raise DataError(f"column '{column}' holds binary values that are not text (encrypted or tokenized by an "
+                        "earlier stage?); a hierarchy generalizes text, numbers or dates") from None
 
 
 def _lookup(values: pa.Array, column: str, table: dict[str, list[str]], source: str) -> list[pa.Array]:
@@ -167,7 +182,7 @@ def _numbers(values: pa.Array, column: str) -> np.ndarray:
             values = pc.cast(values, pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise DataError(f"column '{column}': an interval hierarchy needs numbers; the column has type {values.type}") from None
-    return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return np.asarray(pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=float)
 
 
 def _number_text(x: float) -> str:
@@ -212,11 +227,20 @@ def _date(values: pa.Array, column: str, units: list[str]) -> list[pa.Array]:
     return [pa.array([_DATE_FORMATS[u](d) if d is not None else None for d in days], pa.string()) for u in units]
 
 
+#: The most levels a mask hierarchy may have (one per masked character).
+MAX_MASK_LEVELS = 64
+
+
 def _mask(values: pa.Array, column: str, char: str, levels: int | None) -> list[pa.Array]:
     """ZIP-style: level i replaces the last i characters (built on distinct values, so a loop is cheap)."""
     text = _text(values, column).to_pylist()
     longest = max((len(t) for t in text if t is not None), default=0)
     count = levels if levels is not None else longest
+    if count > MAX_MASK_LEVELS:  # one level per character: a long value would make a lattice no search can cover
+        raise DataError(
+            f"column '{column}': a mask hierarchy would have {count:,} levels (its longest value has {longest:,} "
+            f"characters); at most {MAX_MASK_LEVELS} are allowed: set mask.levels, or use a map or csv hierarchy"
+        )
     return [
         pa.array([None if t is None else t[: max(len(t) - i, 0)] + char * min(i, len(t)) for t in text], pa.string())
         for i in range(1, count + 1)

@@ -149,6 +149,11 @@ class KAnonymity(GlobalStage):
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         self._require(schema, self.input_columns())
+        for column in self.input_columns():
+            kind = schema.field(column).type
+            if pa.types.is_nested(kind):  # lists, structs, maps have no order or hierarchy to generalize
+                raise DataError(f"column '{column}' has nested type {kind}; k_anonymity takes strings, numbers, "
+                                "booleans and dates (flatten or cast the column first)")
         for column in self.quasi_identifiers:
             schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
         return schema

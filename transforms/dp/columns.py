@@ -160,7 +160,7 @@ class BatchView:
 
     def _values(self, column: str) -> np.ndarray:
         if column not in self._raw:
-            array = pc.cast(self.table.column(column), pa.float64())
+            array = pc.cast(self.table.column(column), pa.float64(), safe=False)  # integers past 2**53 round; bounds clip them
             self._raw[column] = np.asarray(array.to_numpy(), dtype=np.float64)  # nulls become NaN
         return self._raw[column]
 
