@@ -38,6 +38,7 @@ import pyarrow.fs as pafs
 
 from privprep.schemas.errors import ConfigError, InputError
 
+_RUN_FOLDER = re.compile(r"^run-\d{8}T\d{6}Z-[0-9a-f]{8}/")  # see manifest.RUN_PREFIX, runtarget
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
 
@@ -253,7 +254,10 @@ def _s3(options: StoreOptions) -> pafs.FileSystem:
 # -- listing an input -------------------------------------------------------------------------------
 def discover_objects(spec: str, options: StoreOptions | None, suffixes: tuple[str, ...]) -> list[ObjectPath]:
     """The input objects named by ``spec``: one object, every object under a prefix (hidden and ``_``
-    names skipped), or a glob over keys; sorted; none found is an error."""
+    names skipped; under a committed run's prefix, the data objects its manifest lists), or a glob
+    over keys; sorted; none found is an error."""
+    from .manifest import MANIFEST, parse
+
     root = ObjectPath.from_uri(spec, options)
     fs = root.filesystem
     if glob.has_magic(root.path):
@@ -269,8 +273,17 @@ def discover_objects(spec: str, options: StoreOptions | None, suffixes: tuple[st
         return [root]
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"input '{spec}' not found; give a Parquet or CSV object, a prefix holding them or a glob")
+    listed = _list(fs, root.path, spec)
+    if f"{root.path}/{MANIFEST}" in listed:  # a committed run: its data objects as its manifest lists them
+        document = parse((root / MANIFEST).read_bytes(), str(root))
+        return [root / document["root"] / f["path"] for f in document["files"]
+                if f["path"].startswith("data/") and f["path"].lower().endswith(suffixes)]
+    pending = [p for p in listed if _RUN_FOLDER.match(PurePosixPath(p).relative_to(root.path).as_posix())]
+    if pending:
+        raise InputError(f"input '{spec}' holds a privprep run that was never committed (no {MANIFEST}); "
+                         "point the input at committed data")
     found = [
-        p for p in _list(fs, root.path, spec)
+        p for p in listed
         if p.lower().endswith(suffixes)
         and not any(part.startswith((".", "_")) for part in PurePosixPath(p).relative_to(root.path).parts)
     ]

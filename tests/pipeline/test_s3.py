@@ -106,3 +106,223 @@ def test_run_from_and_into_a_bucket(s3_run: tuple[str, Path], bucket: str, tmp_p
     assert remote.num_rows == 8 and "name" not in remote.column_names
     for f in manifest["files"]:  # sizes as listed
         assert fs().get_file_info(f"{bucket}/out/{root}/{f['path']}").size == f["size"]
+
+
+def manifest_of(bucket: str, prefix: str = "out") -> dict[str, Any] | None:
+    try:
+        return json.loads(fs().open_input_file(f"{bucket}/{prefix}/_privprep_manifest.json").read())
+    except FileNotFoundError:
+        return None
+
+
+KILLER = """
+import os, signal, sys
+from privprep.pipeline import runtarget
+from privprep.pipeline.cli import main
+real = runtarget.ObjectRunTarget._upload
+count = []
+def upload(self, fs, file):
+    if len(count) >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # killed mid-upload: no cleanup runs at all
+    count.append(file)
+    return real(self, fs, file)
+runtarget.ObjectRunTarget._upload = upload
+runtarget.UPLOADS = 1
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_killed(*args: str) -> int:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, timeout=120).returncode
+
+
+def test_a_run_killed_mid_upload_leaves_nothing_readable_as_a_run(s3_run: tuple[str, Path], bucket: str, cli: Any) -> None:
+    uri, config = s3_run
+    first = manifest_of(bucket)
+    assert first is not None
+    before = {k: fs().open_input_file(f"{bucket}/{k}").read() for k in keys(bucket, "out")}
+    # an --overwrite run killed (SIGKILL) after two of its objects were uploaded
+    assert run_killed("run", str(config), "--overwrite", "--quiet") == -9
+    assert manifest_of(bucket) == first  # the earlier run is still the committed one, untouched
+    after = {k: fs().open_input_file(f"{bucket}/{k}").read() for k in keys(bucket, "out")}
+    leftovers = sorted(set(after) - set(before))
+    assert len(leftovers) == 2 and all(k.startswith("out/run-") and first["root"] not in k for k in leftovers)
+    assert all(after[k] == before[k] for k in before)
+    # a fresh prefix: the killed run leaves no manifest, and readers refuse it
+    other = f"s3://{bucket}/fresh"
+    assert run_killed("run", str(config), "--output", other, "--quiet") == -9
+    assert manifest_of(bucket, "fresh") is None and keys(bucket, "fresh")
+    for args in (["decrypt", other, "--keyring", str(config.parent / "keys" / "k.keyring"), "--columns", "patient_id"],
+                 ["report", other], ["check", other + "/", "--qi", "zip"]):
+        result = cli(*args)
+        assert result.code == 2, args
+        assert len(result.err.strip().splitlines()) == 1 and "never committed" in result.err or "no committed" in result.err
+    # the next run there commits and removes what the killed one left
+    assert cli("run", config, "--output", other, "--quiet").code == 0
+    committed = manifest_of(bucket, "fresh")
+    assert committed is not None
+    assert {k.split("/")[1] for k in keys(bucket, "fresh")} == {"_privprep_manifest.json", committed["root"]}
+
+
+def test_overwrite_replaces_a_run_only_once_the_new_one_is_committed(
+    s3_run: tuple[str, Path], bucket: str, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, config = s3_run
+    first = manifest_of(bucket)
+    refused = cli("run", config, "--quiet")
+    assert refused.code == 2 and "already holds a run; pass --overwrite" in refused.err
+    assert manifest_of(bucket) == first
+    # a run that fails while uploading (not killed): its objects are removed, the earlier run stays
+    calls: list[Path] = []
+    real = runtarget.ObjectRunTarget._upload
+
+    def failing(self: Any, filesystem: Any, file: Path) -> dict[str, Any]:
+        calls.append(file)
+        if len(calls) > 1:
+            raise OSError("connection reset")
+        return real(self, filesystem, file)
+
+    monkeypatch.setattr(runtarget.ObjectRunTarget, "_upload", failing)
+    failed = cli("run", config, "--overwrite", "--quiet")
+    assert failed.code == 2 and "no run was committed" in failed.err
+    assert manifest_of(bucket) == first
+    assert {k.split("/")[1] for k in keys(bucket, "out")} == {"_privprep_manifest.json", first["root"]}
+    monkeypatch.setattr(runtarget.ObjectRunTarget, "_upload", real)
+    assert cli("run", config, "--overwrite", "--quiet").code == 0
+    second = manifest_of(bucket)
+    assert second is not None and second["run_id"] != first["run_id"]
+    assert {k.split("/")[1] for k in keys(bucket, "out")} == {"_privprep_manifest.json", second["root"]}
+
+
+def test_a_prefix_holding_other_objects_is_never_written(bucket: str, tmp_path: Path, cli: Any) -> None:
+    put_table(f"s3://{bucket}/in/part-0.parquet", small_table())
+    put_table(f"s3://{bucket}/taken/other.parquet", small_table())
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", f"s3://{bucket}/taken")
+    result = cli("run", config, "--overwrite", "--quiet")
+    assert result.code == 2 and "not a privprep run" in result.err
+    assert keys(bucket, "taken") == ["taken/other.parquet"]
+
+
+def test_decrypt_from_a_run_in_a_bucket(bucket: str, tmp_path: Path, cli: Any) -> None:
+    put_table(f"s3://{bucket}/in/part-0.parquet", small_table())
+    stages = [{"pseudonymize": {"columns": ["patient_id"], "domain": "patients"}},
+              {"encrypt": {"columns": ["diagnosis"]}}, {"drop": {"columns": ["name"]}}]
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", f"s3://{bucket}/enc", stages=stages)
+    assert cli("run", config, "--quiet").code == 0
+    encrypted = pq.read_table(f"{bucket}/enc/{manifest_of(bucket, 'enc')['root']}/data", filesystem=fs())  # type: ignore[index]
+    assert encrypted.column("diagnosis").to_pylist() != small_table().column("diagnosis").to_pylist()
+    # into the bucket (default name RUN-decrypted) and into a local folder
+    result = cli("decrypt", f"s3://{bucket}/enc", "--keyring", tmp_path / "k.keyring", "--columns", "diagnosis", "--quiet")
+    assert result.code == 0, result.err
+    decrypted = manifest_of(bucket, "enc-decrypted")
+    assert decrypted is not None
+    table = pq.read_table(f"{bucket}/enc-decrypted/{decrypted['root']}/data", filesystem=fs())
+    assert table.column("diagnosis").to_pylist() == small_table().column("diagnosis").to_pylist()
+    local = tmp_path / "plain"
+    assert cli("decrypt", f"s3://{bucket}/enc", "--keyring", tmp_path / "k.keyring", "--columns", "diagnosis",
+               "--output", local, "--quiet").code == 0
+    assert pq.read_table(local / "data").column("diagnosis").to_pylist() == small_table().column("diagnosis").to_pylist()
+    assert json.loads((local / "report.json").read_text())["source"]["run_dir"] == f"s3://{bucket}/enc"
+    # a tampered object is refused (its sha256 differs from the manifest)
+    part = f"{bucket}/enc/{manifest_of(bucket, 'enc')['root']}/data/part-00000.parquet"  # type: ignore[index]
+    with fs().open_output_stream(part) as out:
+        out.write(b"PAR1 not the committed bytes")
+    refused = cli("decrypt", f"s3://{bucket}/enc", "--keyring", tmp_path / "k.keyring", "--columns", "diagnosis",
+                  "--output", tmp_path / "again", "--quiet")
+    assert refused.code == 2 and "differs from the run's manifest" in refused.err
+    assert not (tmp_path / "again").exists()
+
+
+def test_report_rebuilds_the_page_of_a_run_in_a_bucket(s3_run: tuple[str, Path], bucket: str, cli: Any) -> None:
+    uri, _ = s3_run
+    root = manifest_of(bucket)["root"]  # type: ignore[index]
+    fs().delete_file(f"{bucket}/out/{root}/report.html")
+    assert cli("report", uri, "--quiet").code == 2  # the manifest names an object that is gone
+    with fs().open_output_stream(f"{bucket}/out/{root}/report.html") as out:
+        out.write(b"stale")
+    assert cli("report", uri, "--quiet").code == 2  # and its digest no longer matches
+    manifest = manifest_of(bucket)
+    assert manifest is not None
+
+
+def test_check_on_an_input_in_a_bucket(bucket: str, cli: Any) -> None:
+    put_table(f"s3://{bucket}/raw/a.parquet", small_table().slice(0, 4))
+    put_table(f"s3://{bucket}/raw/b.parquet", small_table().slice(4))
+    result = cli("check", f"s3://{bucket}/raw/", "--qi", "zip,age", "--json")
+    assert result.code == 0, result.err
+    measured = json.loads(result.out)
+    # (10001, 31) twice, the six other rows unique: k = 1, seven classes
+    assert measured["k"] == 1 and measured["equivalence_classes"] == 7
+
+
+def test_a_multi_file_input_streams_in_batches(bucket: str) -> None:
+    table = pa.table({"n": pa.array(range(3000), pa.int64()), "s": [f"v{i % 7}" for i in range(3000)]})
+    for i in range(3):
+        put_table(f"s3://{bucket}/many/part-{i}.parquet", table.slice(i * 1000, 1000), row_group_size=250)
+    put_table(f"s3://{bucket}/many/_ignored.parquet", table.slice(0, 5))
+    source = InputSource.open(f"s3://{bucket}/many/")
+    assert [f.name for f in source.files] == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
+    assert source.rows == 3000
+    sizes = [t.num_rows for t in source.batches(["n"], batch_rows=100, piece_rows=250)]
+    assert sizes == [100, 100, 50] * 12  # 12 row groups of 250 rows, read 100 rows at a time: never the whole input
+    assert pa.concat_tables(source.batches(["n"], batch_rows=100, piece_rows=250)).column("n").to_pylist() == list(range(3000))
+
+
+def test_dask_workers_read_their_own_pieces(bucket: str, tmp_path: Path) -> None:
+    pytest.importorskip("dask", reason="the Dask engine needs the dask extra")
+    import pickle
+
+    from privprep.pipeline import api
+
+    put_table(f"s3://{bucket}/in/part-0.parquet", small_table(), row_group_size=3)
+    source = InputSource.open(f"s3://{bucket}/in/")
+    piece = source.pieces(3)[1]
+    assert SECRET.encode() not in pickle.dumps(piece) and b"fake-key-id" not in pickle.dumps(piece)
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", f"s3://{bucket}/dask",
+                          io={"partition_rows": 3})
+    streaming = api.run(config, output=str(tmp_path / "streaming"))
+    dask = api.run(config, engine="dask", scheduler="processes")
+    assert str(dask.run_dir) == f"s3://{bucket}/dask"
+    root = manifest_of(bucket, "dask")["root"]  # type: ignore[index]
+    assert pq.read_table(f"{bucket}/dask/{root}/data", filesystem=fs()).equals(pq.read_table(streaming.run_dir / "data"))
+
+
+def test_keyring_and_ledger_stay_local(bucket: str, tmp_path: Path, cli: Any) -> None:
+    put_table(f"s3://{bucket}/in/part-0.parquet", small_table())
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", f"s3://{bucket}/out")
+    document = yaml.safe_load(config.read_text())
+    for change, name in (({"keyring": f"s3://{bucket}/k.keyring"}, "keyring"),
+                         ({"budget": {"epsilon": 1.0, "ledger": f"s3://{bucket}/l.json"}}, "budget.ledger")):
+        config.write_text(yaml.safe_dump({**document, **change}))
+        result = cli("run", config, "--quiet")
+        assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+        assert f"{name} 's3://{bucket}/" in result.err and "local file" in result.err
+    result = cli("decrypt", f"s3://{bucket}/out", "--keyring", f"s3://{bucket}/k.keyring", "--columns", "diagnosis")
+    assert result.code == 2 and "the keyring must be a local file" in result.err
+    assert keys(bucket, "out") == []
+
+
+def test_a_bad_endpoint_is_one_line_without_credentials(bucket: str, tmp_path: Path, cli: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", str(tmp_path / "out"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # loopback, nothing listening
+    result = cli("run", config, "--quiet")
+    assert result.code == 2, result.err
+    assert len(result.err.strip().splitlines()) == 1 and f"s3://{bucket}/in" in result.err
+    assert SECRET not in result.err and "fake-key-id" not in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_storage_options_in_the_config_name_the_endpoint(bucket: str, s3_endpoint: str, tmp_path: Path,
+                                                         cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    put_table(f"s3://{bucket}/in/part-0.parquet", small_table())
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_REGION")
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", f"s3://{bucket}/opt",
+                          io={"storage_options": {"endpoint": s3_endpoint, "region": "us-east-1"}})
+    assert cli("run", config, "--quiet").code == 0
+    options = StoreOptions(endpoint=s3_endpoint, region="us-east-1")
+    assert (ObjectPath.from_uri(f"s3://{bucket}/opt", options) / "_privprep_manifest.json").is_file()
