@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from privprep.schemas.errors import ConfigError, InputError
+from privprep.schemas.errors import ConfigError, InputError, UsageError
 
 _RUN_FOLDER = re.compile(r"^run-\d{8}T\d{6}Z-[0-9a-f]{8}/")  # see manifest.RUN_PREFIX, runtarget
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -300,6 +300,13 @@ def _list(fs: pafs.FileSystem, prefix: str, spec: str) -> list[str]:
     return [i.path for i in infos if i.type == pafs.FileType.File]
 
 
+def require_local(output: Any, command: str) -> None:
+    """Refuse an object store output for a command that writes local folders only."""
+    if is_uri(output):
+        raise UsageError(f"{command} writes to a local folder; output '{output}' is in an object store "
+                         "(write locally, then copy; privprep run and decrypt write to object stores)")
+
+
 # -- messages ---------------------------------------------------------------------------------------
 def scrub(text: str, secrets: Iterable[str] | None = None) -> str:
     """``text`` with every credential of the environment (or ``secrets``) replaced by ``***``."""
@@ -318,5 +325,5 @@ def short(exc: BaseException) -> str:
 
 __all__ = [
     "AnyPath", "ObjectPath", "StoreOptions", "arrow_location", "discover_objects", "filesystem", "is_uri",
-    "local_path", "location", "open_source", "scrub", "short",
+    "local_path", "location", "open_source", "require_local", "scrub", "short",
 ]

@@ -159,7 +159,8 @@ def test_a_run_killed_mid_upload_leaves_nothing_readable_as_a_run(s3_run: tuple[
                  ["report", other], ["check", other + "/", "--qi", "zip"]):
         result = cli(*args)
         assert result.code == 2, args
-        assert len(result.err.strip().splitlines()) == 1 and "never committed" in result.err or "no committed" in result.err
+        assert len(result.err.strip().splitlines()) == 1
+        assert "never committed" in result.err or "no committed privprep run" in result.err
     # the next run there commits and removes what the killed one left
     assert cli("run", config, "--output", other, "--quiet").code == 0
     committed = manifest_of(bucket, "fresh")
@@ -238,14 +239,26 @@ def test_decrypt_from_a_run_in_a_bucket(bucket: str, tmp_path: Path, cli: Any) -
 
 def test_report_rebuilds_the_page_of_a_run_in_a_bucket(s3_run: tuple[str, Path], bucket: str, cli: Any) -> None:
     uri, _ = s3_run
-    root = manifest_of(bucket)["root"]  # type: ignore[index]
-    fs().delete_file(f"{bucket}/out/{root}/report.html")
-    assert cli("report", uri, "--quiet").code == 2  # the manifest names an object that is gone
+    before = manifest_of(bucket)
+    assert before is not None
+    root = before["root"]
     with fs().open_output_stream(f"{bucket}/out/{root}/report.html") as out:
         out.write(b"stale")
-    assert cli("report", uri, "--quiet").code == 2  # and its digest no longer matches
-    manifest = manifest_of(bucket)
-    assert manifest is not None
+    assert cli("report", uri, "--quiet").code == 2  # its digest no longer matches the manifest: refused
+    entry = next(f for f in before["files"] if f["path"] == "report.html")
+    fs().delete_file(f"{bucket}/out/_privprep_manifest.json")  # put back a manifest naming the stale page
+    stale = {**before, "files": [{**f, "size": 5, "sha256": __import__("hashlib").sha256(b"stale").hexdigest()}
+                                 if f is entry else f for f in before["files"]]}
+    with fs().open_output_stream(f"{bucket}/out/_privprep_manifest.json") as out:
+        out.write(json.dumps(stale).encode())
+    result = cli("report", uri, "--quiet")
+    assert result.code == 0, result.err
+    page = fs().open_input_file(f"{bucket}/out/{root}/report.html").read()
+    assert page.startswith(b"<!DOCTYPE html>") or page.lower().startswith(b"<!doctype html>")
+    after = manifest_of(bucket)
+    assert after is not None and after["run_id"] == before["run_id"]
+    rebuilt = next(f for f in after["files"] if f["path"] == "report.html")
+    assert rebuilt["size"] == len(page) and rebuilt["sha256"] == __import__("hashlib").sha256(page).hexdigest()
 
 
 def test_check_on_an_input_in_a_bucket(bucket: str, cli: Any) -> None:
