@@ -339,3 +339,33 @@ def test_storage_options_in_the_config_name_the_endpoint(bucket: str, s3_endpoin
     assert cli("run", config, "--quiet").code == 0
     options = StoreOptions(endpoint=s3_endpoint, region="us-east-1")
     assert (ObjectPath.from_uri(f"s3://{bucket}/opt", options) / "_privprep_manifest.json").is_file()
+
+
+def test_attack_on_a_run_in_a_bucket_matches_the_local_run(bucket: str, tmp_path: Path, cli: Any) -> None:
+    from tests.pipeline.test_attack import HIERARCHIES, population
+
+    frame = population(300)
+    data = tmp_path / "population.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data)
+    config = {
+        "version": 1, "input": str(data), "output": f"s3://{bucket}/att",
+        "columns": {"row_id": {"role": "insensitive"}, "name": {"role": "identifier"}, "age": {"role": "quasi_identifier"},
+                    "zip": {"role": "quasi_identifier"}, "sex": {"role": "quasi_identifier"}, "diagnosis": {"role": "sensitive"}},
+        "stages": [{"drop": {"columns": ["name"]}},
+                   {"k_anonymity": {"k": 5, "suppression_limit": 0.05, "hierarchies": HIERARCHIES}}],
+    }
+    path = tmp_path / "att.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert cli("run", path, "--quiet").code == 0
+    assert cli("run", path, "--output", tmp_path / "att-local", "--quiet").code == 0
+    args = ["--auxiliary", str(data), "--on", "age,zip,sex", "--truth", "row_id", "--json"]
+    remote = cli("attack", f"s3://{bucket}/att", *args, "--record")
+    local = cli("attack", tmp_path / "att-local", *args)
+    assert remote.code == 0 and local.code == 0, remote.err + local.err
+    measured, expected = json.loads(remote.out), json.loads(local.out)
+    assert measured.pop("run") == f"s3://{bucket}/att"
+    expected.pop("run")
+    assert measured == expected
+    # --record rewrote report.json in the run folder and the manifest with its new digest
+    with runtarget.open_run(f"s3://{bucket}/att") as run:
+        assert "attack" in json.loads((run / "report.json").read_text())
