@@ -6,6 +6,7 @@ environment (never a real AWS address: the endpoint is always the loopback serve
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +29,7 @@ SECRET = "fake-secret-" + secrets.token_hex(8)
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -369,3 +371,19 @@ def test_attack_on_a_run_in_a_bucket_matches_the_local_run(bucket: str, tmp_path
     # --record rewrote report.json in the run folder and the manifest with its new digest
     with runtarget.open_run(f"s3://{bucket}/att") as run:
         assert "attack" in json.loads((run / "report.json").read_text())
+
+
+def test_a_dp_release_on_an_input_in_a_bucket_spends_from_a_local_ledger(bucket: str, tmp_path: Path, cli: Any) -> None:
+    put_table(f"s3://{bucket}/in/a.parquet", small_table().slice(0, 4))
+    put_table(f"s3://{bucket}/in/b.parquet", small_table().slice(4))
+    ledger = tmp_path / "ledgers" / "patients.json"
+    stages = [{"pseudonymize": {"columns": ["patient_id"], "domain": "patients"}}, {"drop": {"columns": ["name"]}},
+              {"dp_stats": {"epsilon": 0.5, "queries": [{"column": "income", "stat": "mean"}]}}]
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"s3://{bucket}/in/", f"s3://{bucket}/dp", stages=stages,
+                          budget={"epsilon": 1.0, "ledger": str(ledger)})
+    assert cli("run", config, "--quiet").code == 0
+    assert cli("run", config, "--overwrite", "--quiet").code == 0  # the same input: the same fingerprint, one ledger
+    spent = json.loads(ledger.read_text())
+    assert len(spent["entries"]) == 2 and sum(e["epsilon"] for e in spent["entries"]) == pytest.approx(1.0)
+    refused = cli("run", config, "--overwrite", "--quiet")
+    assert refused.code == 1 and "budget exceeded" in refused.err
