@@ -5,7 +5,7 @@ under ``benchmarks/_data/bench_s3-input-<rows>/``; the stages are bench_run.py's
 drop). A moto S3 server is started in this process on 127.0.0.1 (a free port, loopback only) and the
 input is uploaded to a bucket on it once. Then, for each case (input -> output: local -> local,
 s3 -> local, local -> s3, s3 -> s3), one warm-up and --repeats timed runs of
-``privprep run CONFIG --overwrite --quiet`` as a subprocess; the table gives median wall time,
+``privprep run CONFIG --overwrite --quiet`` as a subprocess, the cases interleaved; the table gives median wall time,
 throughput and the largest peak RSS (``os.wait4``) of the privprep process.
 
 The server is moto (Python, in memory, one process): its request handling bounds the s3:// figures, so
@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import COLUMNS, DATA, PRIVPREP, clean, measure  # noqa: E402
@@ -101,18 +102,24 @@ def main(argv: list[str] | None = None) -> int:
                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
     try:
         s3_in = upload(local_in, "bench", endpoint)
-        rows = []
+        commands: dict[str, tuple[list[str], str]] = {}
         for source, sink in CASES:
             name = f"{source}-{sink}"
             output = f"s3://bench/out-{name}" if sink == "s3" else str(DATA / f"{PREFIX}-out-{name}")
             config = write_config(name, s3_in if source == "s3" else str(local_in), output, keyring)
-            cmd = [str(PRIVPREP), "run", str(config), "--overwrite", "--quiet"]
+            commands[name] = ([str(PRIVPREP), "run", str(config), "--overwrite", "--quiet"], output)
+        for cmd, _ in commands.values():
             measure(cmd)  # warm-up
-            timed = [measure(cmd) for _ in range(args.repeats)]
-            wall = statistics.median(m.wall for m in timed)
-            rss = max(m.maxrss_kib for m in timed) / 1024
-            rows.append((name, wall, args.rows / wall, rss))
-            if sink == "local":
+        timed: dict[str, list[Any]] = {name: [] for name in commands}
+        for _ in range(args.repeats):  # interleaved, so a burst of load elsewhere falls on every case alike
+            for name, (cmd, _) in commands.items():
+                timed[name].append(measure(cmd))
+        rows = []
+        for name, runs in timed.items():
+            wall = statistics.median(m.wall for m in runs)
+            rows.append((name, wall, args.rows / wall, max(m.maxrss_kib for m in runs) / 1024))
+        for _, output in commands.values():
+            if not output.startswith("s3://"):
                 clean(Path(output))
     finally:
         server.stop()  # type: ignore[attr-defined]

@@ -68,7 +68,7 @@ def load_config(path: str | Path, *, input: str | None = None, output: str | Non
         config=config,
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
-        input=input if input is not None else _resolve_pattern(base, config.input),
+        input=local_path(input) if input is not None else _resolve_pattern(base, config.input),
         output=location(out, store) if is_uri(out) else Path(os.path.normpath(
             local_path(out) if output is not None else base / local_path(config.output))),
         keyring=Path(os.path.normpath(base / ring if config.keyring else ring)) if ring else None,

@@ -36,7 +36,7 @@ from .storage import AnyPath, ObjectPath, StoreOptions, location, short
 
 log = logging.getLogger(__name__)
 CHUNK = 8 << 20
-UPLOADS = 8  # objects in flight at once
+UPLOADS = 4  # objects in flight at once (each buffers its multipart parts in memory)
 
 
 def run_target(target: AnyPath, *, overwrite: bool = False) -> "RunDirectory | ObjectRunTarget":
@@ -97,7 +97,11 @@ class ObjectRunTarget:
         except OSError as exc:
             raise OutputError(f"could not write the run to '{self.target}' ({short(exc)}); no run was committed") from None
         self.committed = True
-        removed = remove_stale(self.target, keep=self.root.name)
+        try:
+            removed = remove_stale(self.target, keep=self.root.name)
+        except OutputError as exc:  # committed all the same; the next run at this prefix removes what is left
+            log.warning("run committed, but earlier runs' objects were not removed: %s", exc)
+            removed = 0
         log.info("committed run %s to %s (%d objects; %d stale run folder(s) removed)", self.run_id, self.target,
                  len(entries), removed)
         return self.target

@@ -18,6 +18,9 @@ go through ``pyarrow.fs.FileSystem.from_uri`` (gs://, abfs://, hdfs://), else fs
 >>> p = ObjectPath.from_uri("s3://bucket/runs/out/")
 >>> str(p), p.name, str(p.parent), str(p / "data" / "part-00000.parquet")
 ('s3://bucket/runs/out', 'out', 's3://bucket/runs', 's3://bucket/runs/out/data/part-00000.parquet')
+>>> a = ObjectPath.from_uri("abfs://data@account.dfs.core.windows.net/in/a.parquet")
+>>> a.path, str(a.parent), str(a.at("data/in/b.parquet"))
+('data/in/a.parquet', 'abfs://data@account.dfs.core.windows.net/in', 'abfs://data@account.dfs.core.windows.net/in/b.parquet')
 >>> scrub("denied for key AKIAEXAMPLE", secrets=["AKIAEXAMPLE"])
 'denied for key ***'
 """
@@ -101,9 +104,19 @@ class ObjectPath:
         return self.uri.split("://", 1)[0]
 
     @property
+    def _netloc(self) -> str:
+        return self.uri.split("://", 1)[1].split("/", 1)[0]
+
+    @property
+    def _key(self) -> str:
+        rest = self.uri.split("://", 1)[1]
+        return rest.split("/", 1)[1] if "/" in rest else ""
+
+    @property
     def path(self) -> str:
-        """The path inside the filesystem: ``bucket/key``."""
-        return self.uri.split("://", 1)[1]
+        """The path inside the filesystem: ``bucket/key`` (for ``abfs://container@account/key``: ``container/key``)."""
+        container = self._netloc.split("@", 1)[0]
+        return f"{container}/{self._key}" if self._key else container
 
     @property
     def name(self) -> str:
@@ -115,16 +128,22 @@ class ObjectPath:
 
     @property
     def parent(self) -> "ObjectPath":
-        head = self.path.rsplit("/", 1)[0] if "/" in self.path else self.path
-        return ObjectPath(f"{self.scheme}://{head}", self.options)
+        head = self._key.rsplit("/", 1)[0] if "/" in self._key else ""
+        return ObjectPath(f"{self.scheme}://{self._netloc}" + (f"/{head}" if head else ""), self.options)
 
     @property
     def parents(self) -> tuple["ObjectPath", ...]:
         found, here = [], self
-        while "/" in here.path:
+        while here._key:
             here = here.parent
             found.append(here)
         return tuple(found)
+
+    def at(self, path: str) -> "ObjectPath":
+        """The object at ``path`` (a path inside this object's filesystem, as a listing gives it)."""
+        container = self.path.split("/", 1)[0]
+        key = path[len(container):].strip("/")
+        return ObjectPath(f"{self.scheme}://{self._netloc}" + (f"/{key}" if key else ""), self.options)
 
     def __truediv__(self, other: str) -> "ObjectPath":
         return ObjectPath(f"{self.uri}/{str(other).strip('/')}", self.options)
@@ -143,7 +162,7 @@ class ObjectPath:
 
     @property
     def filesystem(self) -> pafs.FileSystem:
-        return filesystem(self.scheme, self.path.split("/", 1)[0], self.options)
+        return filesystem(self.scheme, self._netloc, self.options)
 
     def info(self) -> pafs.FileInfo:
         try:
@@ -203,9 +222,10 @@ def arrow_location(file: AnyPath) -> tuple[str, pafs.FileSystem | None]:
 
 
 # -- filesystems ------------------------------------------------------------------------------------
-def filesystem(scheme: str, bucket: str, options: StoreOptions) -> pafs.FileSystem:
-    """The filesystem of ``scheme`` (cached per process; credentials from the environment)."""
-    return _filesystem(scheme, bucket, options, _environment())
+def filesystem(scheme: str, netloc: str, options: StoreOptions) -> pafs.FileSystem:
+    """The filesystem of ``scheme`` (and, for Azure, the account in ``netloc``); cached per process,
+    credentials from the environment."""
+    return _filesystem(scheme, netloc, options, _environment())
 
 
 def _environment() -> tuple[str | None, ...]:
@@ -214,11 +234,11 @@ def _environment() -> tuple[str | None, ...]:
 
 
 @lru_cache(maxsize=16)
-def _filesystem(scheme: str, bucket: str, options: StoreOptions, _env: tuple[str | None, ...]) -> pafs.FileSystem:
+def _filesystem(scheme: str, netloc: str, options: StoreOptions, _env: tuple[str | None, ...]) -> pafs.FileSystem:
     if scheme in ("s3", "s3a"):
         return _s3(options)
     try:
-        fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{bucket}/")
+        fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{netloc}/")
         return fs
     except (ValueError, OSError, ImportError) as exc:  # pa.ArrowInvalid is a ValueError
         arrow_error = short(exc)
@@ -241,7 +261,9 @@ def _s3(options: StoreOptions) -> pafs.FileSystem:
         given, endpoint = endpoint.split("://", 1)
         scheme = scheme or given
     region = options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    kwargs: dict[str, Any] = {"anonymous": options.anonymous}
+    # background_writes off: an upload's write waits for its part, so memory holds a part per object in
+    # flight instead of the whole object (runtarget uploads several objects at once instead)
+    kwargs: dict[str, Any] = {"anonymous": options.anonymous, "background_writes": False}
     if endpoint:
         kwargs["endpoint_override"] = endpoint.rstrip("/")
     if scheme:
@@ -267,7 +289,7 @@ def discover_objects(spec: str, options: StoreOptions | None, suffixes: tuple[st
         found = [p for p in listed if fnmatch.fnmatchcase(p, pattern)]
         if not found:
             raise InputError(f"input pattern '{spec}' matches no objects")
-        return [ObjectPath(f"{root.scheme}://{p}", root.options) for p in sorted(found)]
+        return [root.at(p) for p in sorted(found)]
     info = root.info()
     if info.type == pafs.FileType.File:
         return [root]
@@ -289,7 +311,7 @@ def discover_objects(spec: str, options: StoreOptions | None, suffixes: tuple[st
     ]
     if not found:
         raise InputError(f"input prefix '{spec}' holds no .parquet or .csv objects")
-    return [ObjectPath(f"{root.scheme}://{p}", root.options) for p in sorted(found)]
+    return [root.at(p) for p in sorted(found)]
 
 
 def _list(fs: pafs.FileSystem, prefix: str, spec: str) -> list[str]:
