@@ -387,3 +387,58 @@ def test_a_dp_release_on_an_input_in_a_bucket_spends_from_a_local_ledger(bucket:
     assert len(spent["entries"]) == 2 and sum(e["epsilon"] for e in spent["entries"]) == pytest.approx(1.0)
     refused = cli("run", config, "--overwrite", "--quiet")
     assert refused.code == 1 and "budget exceeded" in refused.err
+
+
+def test_sweep_refuses_an_output_in_a_bucket(bucket: str, tmp_path: Path, cli: Any) -> None:
+    stages = [{"pseudonymize": {"columns": ["patient_id"], "domain": "patients"}}, {"drop": {"columns": ["name"]}},
+              {"k_anonymity": {"k": 2, "hierarchies": {"zip": {"mask": {}}, "age": {"interval": {"widths": [10]}}}}}]
+    config = write_config(tmp_path, tmp_path / "k.keyring", str(tmp_path / "in.parquet"), f"s3://{bucket}/sw", stages=stages)
+    result = cli("sweep", config, "--quiet")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert "privprep sweep writes to a local folder" in result.err
+
+
+@pytest.mark.slow
+def test_the_bundled_sample_pipeline_end_to_end_on_s3(bucket: str, tmp_path: Path, cli: Any) -> None:
+    """sample_data/pipeline.yaml (every kind of stage; train with 1 epoch when torch is installed) from and into
+    the bucket, then decrypt from it: the same records as the same pipeline on local folders."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2] / "sample_data"
+    shutil.copytree(root / "hierarchies", tmp_path / "hierarchies")
+    pq.write_table(pq.read_table(root / "patients.parquet"), ObjectPath.from_uri(f"s3://{bucket}/patients/p.parquet").path,
+                   filesystem=fs())
+    document = yaml.safe_load((root / "pipeline.yaml").read_text())
+    document.update(input=f"s3://{bucket}/patients/", output=f"s3://{bucket}/sample", keyring=str(tmp_path / "k.keyring"))
+    document["budget"]["ledger"] = str(tmp_path / "ledger.json")
+    try:
+        import opacus  # noqa: F401
+        import torch
+
+        torch.set_num_threads(1)
+        next(s for s in document["stages"] if "train" in s)["train"]["epochs"] = 1
+    except ImportError:
+        document["stages"] = [s for s in document["stages"] if "train" not in s]
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert cli("keys", "new", "--out", tmp_path / "k.keyring").code == 0
+    result = cli("run", config, "--quiet")
+    assert result.code == 0, result.err
+    local_config = tmp_path / "local.yaml"  # another input identity: its own ledger
+    local_config.write_text(yaml.safe_dump({**document, "input": str(root / "patients.parquet"), "output": str(tmp_path / "local"),
+                                            "stages": [s for s in document["stages"] if "train" not in s],  # data only
+                                            "budget": {**document["budget"], "ledger": str(tmp_path / "local-ledger.json")}}))
+    assert cli("run", local_config, "--quiet").code == 0
+    manifest = manifest_of(bucket, "sample")
+    assert manifest is not None
+    names = {f["path"] for f in manifest["files"]}
+    assert {"report.json", "report.html", "ledger.json", "stats.json", "data/part-00000.parquet"} <= names
+    if any("train" in s for s in document["stages"]):
+        assert "model/model_card.json" in names
+    remote = pq.read_table(f"{bucket}/sample/{manifest['root']}/data", filesystem=fs())
+    local = pq.read_table(tmp_path / "local" / "data")
+    assert remote.drop(["diagnosis"]).equals(local.drop(["diagnosis"]))  # ciphertexts differ only by their nonces
+    args = ["--keyring", str(tmp_path / "k.keyring"), "--columns", "diagnosis,national_id", "--quiet"]
+    assert cli("decrypt", f"s3://{bucket}/sample", "--output", tmp_path / "plain-remote", *args).code == 0
+    assert cli("decrypt", tmp_path / "local", "--output", tmp_path / "plain-local", *args).code == 0
+    assert pq.read_table(tmp_path / "plain-remote" / "data").equals(pq.read_table(tmp_path / "plain-local" / "data"))
