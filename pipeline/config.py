@@ -60,8 +60,8 @@ def load_config(path: str | Path, *, input: str | None = None, output: str | Non
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(f"config file '{path}': {problems[0]}{more}")
     base = path.parent
-    ring = keyring_path(config.keyring)
-    _check_local(config, ring)
+    ring = keyring_path(local_path(config.keyring) if config.keyring else None)  # file:///x is /x
+    _check_local(config)
     store = StoreOptions.of(config.io.storage_options)
     out = output if output is not None else config.output
     return LoadedConfig(
@@ -75,7 +75,7 @@ def load_config(path: str | Path, *, input: str | None = None, output: str | Non
     )
 
 
-def _check_local(config: PipelineConfig, ring: Path | None) -> None:
+def _check_local(config: PipelineConfig) -> None:
     """The keyring and the ledger stay on this machine: a URI for either is refused."""
     for name, value in (("keyring", config.keyring or os.environ.get(ENV_VAR)),
                         ("budget.ledger", config.budget.ledger if config.budget else None)):

@@ -442,3 +442,14 @@ def test_the_bundled_sample_pipeline_end_to_end_on_s3(bucket: str, tmp_path: Pat
     assert cli("decrypt", f"s3://{bucket}/sample", "--output", tmp_path / "plain-remote", *args).code == 0
     assert cli("decrypt", tmp_path / "local", "--output", tmp_path / "plain-local", *args).code == 0
     assert pq.read_table(tmp_path / "plain-remote" / "data").equals(pq.read_table(tmp_path / "plain-local" / "data"))
+
+
+def test_file_uris_are_local_paths(tmp_path: Path, cli: Any) -> None:
+    data = tmp_path / "in.parquet"
+    pq.write_table(small_table(), data)
+    config = write_config(tmp_path, tmp_path / "k.keyring", f"file://{data}", f"file://{tmp_path / 'out'}")
+    document = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**document, "keyring": f"file://{tmp_path / 'k.keyring'}"}))
+    result = cli("run", config, "--quiet")
+    assert result.code == 0, result.err
+    assert pq.read_table(tmp_path / "out" / "data").num_rows == 8
