@@ -453,3 +453,22 @@ def test_file_uris_are_local_paths(tmp_path: Path, cli: Any) -> None:
     result = cli("run", config, "--quiet")
     assert result.code == 0, result.err
     assert pq.read_table(tmp_path / "out" / "data").num_rows == 8
+
+
+def test_globs_and_csv_objects_as_input(bucket: str, tmp_path: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    table = small_table().select(["zip", "age", "diagnosis"])
+    put_table(f"s3://{bucket}/g/2026-01/part-0.parquet", table.slice(0, 3))
+    put_table(f"s3://{bucket}/g/2026-02/part-0.parquet", table.slice(3))
+    put_table(f"s3://{bucket}/g/2025-12/part-0.parquet", table)
+    source = InputSource.open(f"s3://{bucket}/g/2026-*/part-*.parquet")
+    assert [str(f) for f in source.files] == [f"s3://{bucket}/g/2026-01/part-0.parquet", f"s3://{bucket}/g/2026-02/part-0.parquet"]
+    assert pa.concat_tables(source.batches()).equals(table)
+    with fs().open_output_stream(f"{bucket}/csv/t.csv") as out:
+        pacsv.write_csv(table, out)
+    pacsv.write_csv(table, tmp_path / "t.csv")
+    source, local = InputSource.open(f"s3://{bucket}/csv/t.csv"), InputSource.open(str(tmp_path / "t.csv"))
+    assert source.format == "csv" and source.schema.equals(local.schema)  # the same inference as for a local file
+    assert pa.concat_tables(source.batches(batch_rows=3)).equals(pa.concat_tables(local.batches(batch_rows=3)))
+    assert pa.concat_tables(source.batches()).column("diagnosis").to_pylist() == table.column("diagnosis").to_pylist()
