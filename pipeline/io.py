@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from privprep.schemas.errors import InputError
 
-from .storage import StoreOptions, arrow_location, discover_objects, is_uri, open_source
+from .storage import StoreOptions, arrow_location, discover_objects, is_uri, open_source, scrub
 
 log = logging.getLogger(__name__)
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -191,7 +191,7 @@ def _check_csv(files: list[Path], delimiter: str) -> pa.Schema:
 def _short(exc: BaseException) -> str:
     """The first line of a library error, without quoting data."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:160]
+    return scrub(text)[:160]  # an object store's error may echo a credential of the environment
 
 
 class PartWriter:

@@ -472,3 +472,10 @@ def test_globs_and_csv_objects_as_input(bucket: str, tmp_path: Path) -> None:
     assert source.format == "csv" and source.schema.equals(local.schema)  # the same inference as for a local file
     assert pa.concat_tables(source.batches(batch_rows=3)).equals(pa.concat_tables(local.batches(batch_rows=3)))
     assert pa.concat_tables(source.batches()).column("diagnosis").to_pylist() == table.column("diagnosis").to_pylist()
+
+
+def test_an_error_that_echoes_a_credential_is_scrubbed(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from privprep.pipeline import io
+
+    assert SECRET not in io._short(OSError(f"AWS Error: signature for {SECRET} does not match"))
+    assert "***" in io._short(OSError(f"AWS Error: signature for {SECRET} does not match"))
