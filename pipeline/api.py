@@ -65,9 +65,9 @@ def run(
     address, one of Dask's local schedulers, or None for a local cluster) or an engine object such as
     ``DaskEngine(client=client)``; every engine gives the same output."""
     loaded = load_config(config, input=input, output=output)
-    from .rundir import check_output
+    from .runtarget import check_run_output
 
-    check_output(Path(loaded.output), overwrite=overwrite)  # fail before reading any data
+    check_run_output(loaded.output, overwrite=overwrite)  # fail before reading any data
     plan = build_plan(loaded)
     if engine == "streaming" or engine is None:
         if scheduler is not None:

@@ -33,6 +33,8 @@ from privprep.transforms.hierarchies import TOP, build_hierarchy
 
 from .config import LoadedConfig, load_config
 from .io import InputSource
+from .runtarget import open_run, update_run
+from .storage import is_uri, location
 from .linkage import link
 
 KEYED = {"pseudonymize": "pseudonymized", "tokenize": "tokenized", "encrypt": "encrypted", "drop": "dropped"}
@@ -48,7 +50,12 @@ def attack_run(
     truth: str | None = None,
     config: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the linkage attack of ``auxiliary`` on ``run_dir``; returns counts and rates only."""
+    """Run the linkage attack of ``auxiliary`` on ``run_dir``; returns counts and rates only.
+    ``run_dir`` may be in an object store (``s3://bucket/run``: read through its manifest)."""
+    if is_uri(run_dir):
+        with open_run(run_dir) as local:
+            result = attack_run(local, auxiliary, on, target=target, truth=truth, config=config)
+        return {**result, "run": str(run_dir)}
     run_dir = Path(run_dir)
     report = read_run_report(run_dir)
     on = list(dict.fromkeys(on))
@@ -251,6 +258,11 @@ def record(run_dir: str | Path, result: dict[str, Any]) -> Path:
     (each rewritten atomically: a temporary file renamed into place)."""
     from .report import write_report
 
+    if is_uri(run_dir):  # rewrite report.json and report.html of the committed run, then its manifest
+        with open_run(run_dir) as local:
+            record(local, result)
+            update_run(location(run_dir), local, ["report.json", "report.html"])  # type: ignore[arg-type]
+        return location(run_dir) / "report.json"  # type: ignore[return-value]
     run_dir = Path(run_dir)
     report = read_run_report(run_dir)
     report["attack"] = {k: v for k, v in result.items() if k not in ("run",)}

@@ -270,10 +270,10 @@ def _split(text: str) -> list[str]:
 @app.command(epilog=_examples("privprep decrypt out/sample --keyring keys/sample.keyring --columns national_id,diagnosis "
                                "--output out/sample-clear"))
 def decrypt(
-    run_dir: Path = typer.Argument(..., help="a run directory written by privprep run"),
-    keyring: Path = typer.Option(..., "--keyring", help="keyring holding the keys of the columns"),
+    run_dir: str = typer.Argument(..., help="a run directory written by privprep run (or s3://bucket/prefix)"),
+    keyring: str = typer.Option(..., "--keyring", help="keyring holding the keys of the columns"),
     columns: str = typer.Option(..., "--columns", help="columns to decrypt, comma-separated"),
-    output: Optional[Path] = typer.Option(None, "--output", help="new run directory (default: RUN_DIR-decrypted)"),
+    output: Optional[str] = typer.Option(None, "--output", help="new run directory (default: RUN_DIR-decrypted)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier output, once this one succeeded"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
 ) -> None:
@@ -289,7 +289,7 @@ def decrypt(
 
 @app.command(epilog=_examples("privprep report out/sample"))
 def report(
-    run_dir: Path = typer.Argument(..., help="a run directory written by privprep run"),
+    run_dir: str = typer.Argument(..., help="a run directory written by privprep run (or s3://bucket/prefix)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
 ) -> None:
     """(Re)build RUN_DIR/report.html from RUN_DIR/report.json (self-contained: no network needed to view it)."""
@@ -307,7 +307,7 @@ def report(
     "privprep attack out/sample --auxiliary voters.parquet --on age,zip,sex --target diagnosis --json",
     "privprep attack out/sample --auxiliary voters.parquet --on age,zip --truth person_id --record"))
 def attack(
-    run_dir: Path = typer.Argument(..., help="a run directory written by privprep run (with a k_anonymity stage)"),
+    run_dir: str = typer.Argument(..., help="a run directory written by privprep run (with a k_anonymity stage)"),
     auxiliary: str = typer.Option(..., "--auxiliary", help="what an attacker knows: Parquet/CSV with raw quasi-identifier values"),
     on: str = typer.Option(..., "--on", help="quasi-identifiers to join on, comma-separated"),
     target: Optional[str] = typer.Option(None, "--target", help="a sensitive column: measure its attribute disclosure"),

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from privprep.schemas.config import PipelineConfig, check_references, format_validation_error
 from privprep.schemas.errors import ConfigError
 
-from .keyring import keyring_path
+from .keyring import ENV_VAR, keyring_path
+from .storage import AnyPath, StoreOptions, is_uri, local_path, location
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class LoadedConfig:
     path: Path
     sha256: str
     input: str
-    output: Path
+    output: AnyPath  # a local Path, or a storage.ObjectPath for s3:// (gs://, abfs://) outputs
     keyring: Path | None
 
     @property
@@ -71,18 +72,34 @@ def load_config(path: str | Path, *, input: str | None = None, output: str | Non
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(f"config file '{path}': {problems[0]}{more}")
     base = path.parent
-    ring = keyring_path(config.keyring)
+    ring = keyring_path(local_path(config.keyring) if config.keyring else None)  # file:///x is /x
+    _check_local(config)
+    store = StoreOptions.of(config.io.storage_options)
+    out = output if output is not None else config.output
     return LoadedConfig(
         config=config,
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
-        input=input if input is not None else _resolve_pattern(base, config.input),
-        output=Path(os.path.normpath(output if output is not None else _resolve_pattern(base, config.output))),
+        input=local_path(input) if input is not None else _resolve_pattern(base, config.input),
+        output=location(out, store) if is_uri(out) else Path(os.path.normpath(
+            local_path(out) if output is not None else _resolve_pattern(base, config.output))),
         keyring=Path(_resolve_pattern(base, str(ring)) if config.keyring else os.path.normpath(ring)) if ring else None,
     )
 
 
+def _check_local(config: PipelineConfig) -> None:
+    """The keyring and the ledger stay on this machine: a URI for either is refused."""
+    for name, value in (("keyring", config.keyring or os.environ.get(ENV_VAR)),
+                        ("budget.ledger", config.budget.ledger if config.budget else None)):
+        if value and is_uri(value):
+            raise ConfigError(f"{name} '{value}' is in an object store; {name} must be a local file "
+                              "(copy it here with the store's own tools, then name the local path)")
+
+
 def _resolve_pattern(base: Path, value: str) -> str:
+    if is_uri(value):
+        return value
+    value = local_path(value)
     path = Path(value).expanduser()
     return os.path.normpath(path if path.is_absolute() else base / path)
 

@@ -47,7 +47,9 @@ from .column_encryption import METADATA_KEY, ColumnEncryption, EncryptedFile, op
 from .keyring import Keyring
 from .progress import Progress
 from .report import REPORT_VERSION, privprep_version, write_report
-from .rundir import MARKER, RunDirectory, check_output
+from .rundir import MARKER
+from .runtarget import check_run_output, open_run, run_target
+from .storage import StoreOptions, is_uri, location
 
 log = logging.getLogger(__name__)
 
@@ -81,43 +83,48 @@ def decrypt_run(
     overwrite: bool = False,
     batch_rows: int = 65_536,
     progress: Progress | None = None,
+    storage: StoreOptions | None = None,
 ) -> DecryptResult:
-    """Decrypt ``columns`` of the run at ``run_dir`` into a new run directory (default: ``<run_dir>-decrypted``)."""
+    """Decrypt ``columns`` of the run at ``run_dir`` into a new run directory (default: ``<run_dir>-decrypted``).
+    Either may be an object store URI (``s3://bucket/run``; a run there is read through its manifest)."""
     started = time.perf_counter()
-    source = Path(run_dir)
-    files = _data_files(source)
-    ring = keyring if isinstance(keyring, Keyring) else Keyring.load(keyring)
+    where = location(run_dir, storage)
+    if isinstance(keyring, str) and is_uri(keyring):
+        raise KeyringError(f"--keyring '{keyring}' is in an object store; the keyring must be a local file")
     requested = list(dict.fromkeys(c.strip() for c in columns if c.strip()))
     if not requested:
         raise UsageError("--columns names no column; give the columns to decrypt, e.g. --columns diagnosis,patient_id")
-    target = Path(output) if output is not None else source.with_name(source.name + "-decrypted")
-    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
-        raise OutputError(f"output '{target}' lies inside the run '{source}'; choose another output")
-    check_output(target, overwrite=overwrite)
-    plan = _plan(open_file(files[0], keyring=ring), ring, requested)
-    progress = progress or Progress(quiet=True)
-    rows = 0
-    written: list[Path] = []
-    with RunDirectory(target, overwrite=overwrite) as out:
-        (out.path / "data").mkdir()
-        with progress.task("decrypting", None) as advance:
-            for path in files:
-                count = _decrypt_file(path, source, out.path / "data" / path.name, ring, plan, batch_rows, advance)
-                rows += count
-                written.append(out.path / "data" / path.name)
-        report = _report(source, plan, rows, written, time.perf_counter() - started)
-        write_report(out.path, report)
-        committed = out.commit()
+    target = location(output, storage) if output is not None else where.with_name(where.name + "-decrypted")
+    if target.resolve() == where.resolve() or where.resolve() in target.resolve().parents:
+        raise OutputError(f"output '{target}' lies inside the run '{where}'; choose another output")
+    check_run_output(target, overwrite=overwrite)
+    ring = keyring if isinstance(keyring, Keyring) else Keyring.load(keyring)
+    with open_run(where) as source:
+        files = _data_files(source, where)
+        plan = _plan(open_file(files[0], keyring=ring), ring, requested)
+        progress = progress or Progress(quiet=True)
+        rows = 0
+        written: list[Path] = []
+        with run_target(target, overwrite=overwrite) as out:
+            (out.path / "data").mkdir()
+            with progress.task("decrypting", None) as advance:
+                for path in files:
+                    count = _decrypt_file(path, source, out.path / "data" / path.name, ring, plan, batch_rows, advance)
+                    rows += count
+                    written.append(out.path / "data" / path.name)
+            report = _report(source, plan, rows, written, time.perf_counter() - started, named=where)
+            write_report(out.path, report)
+            committed = out.commit()
     log.info("decrypted %s of %s rows into %s", ", ".join(plan.requested), f"{rows:,}", committed)
-    return DecryptResult(run_dir=committed, report=report)
+    return DecryptResult(run_dir=committed, report=report)  # type: ignore[arg-type]
 
 
-def _data_files(source: Path) -> list[Path]:
+def _data_files(source: Path, named: Any = None) -> list[Path]:
     if not (source / MARKER).is_file() or not (source / "data").is_dir():
-        raise InputError(f"'{source}' is not a privprep run directory (no {MARKER} and data/)")
+        raise InputError(f"'{named or source}' is not a privprep run directory (no {MARKER} and data/)")
     files = sorted(p for p in (source / "data").iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
     if not files:
-        raise InputError(f"run directory '{source}' holds no data/*.parquet files")
+        raise InputError(f"run directory '{named or source}' holds no data/*.parquet files")
     return files
 
 
@@ -255,7 +262,7 @@ def _keep_metadata(key: bytes, plan: _Plan) -> bool:
     return True
 
 
-def _report(source: Path, plan: _Plan, rows: int, files: list[Path], seconds: float) -> dict[str, Any]:
+def _report(source: Path, plan: _Plan, rows: int, files: list[Path], seconds: float, *, named: Any) -> dict[str, Any]:
     try:
         earlier = json.loads((source / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -268,8 +275,8 @@ def _report(source: Path, plan: _Plan, rows: int, files: list[Path], seconds: fl
         "kind": "decrypt",
         "config_sha256": earlier.get("config_sha256"),
         "status": "success",
-        "source": {"run_dir": str(source), "config_sha256": earlier.get("config_sha256")},
-        "input": {"path": str(source), "files": len(files), "rows": rows},
+        "source": {"run_dir": str(named), "config_sha256": earlier.get("config_sha256")},
+        "input": {"path": str(named), "files": len(files), "rows": rows},
         "output": {
             "rows": rows,
             "rows_removed": 0,

@@ -42,7 +42,17 @@ def write_html(run_dir: Path, report: dict[str, Any]) -> Path:
 
 
 def rebuild(run_dir: str | Path) -> Path:
-    """``privprep report RUN_DIR``: (re)build ``report.html`` from the run's ``report.json``."""
+    """``privprep report RUN_DIR``: (re)build ``report.html`` from the run's ``report.json``.
+    A run in an object store (``s3://...``) is read through its manifest, and its manifest rewritten."""
+    from .runtarget import open_run, update_run
+    from .storage import ObjectPath, location
+
+    where = location(run_dir)
+    if isinstance(where, ObjectPath):
+        with open_run(where) as local:
+            rebuild(local)
+            update_run(where, local, ["report.html"])
+        return where / "report.html"  # type: ignore[return-value]
     source = Path(run_dir) / "report.json"
     if not source.is_file():
         raise InputError(f"'{run_dir}' is not a privprep run directory (no report.json)")

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 
 from privprep.schemas.errors import InputError
 
+from .storage import StoreOptions, arrow_location, discover_objects, is_uri, open_source, scrub
+
 log = logging.getLogger(__name__)
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
@@ -37,8 +39,9 @@ class InputSource:
     delimiter: str = ","
 
     @classmethod
-    def open(cls, spec: str, *, delimiter: str = ",") -> "InputSource":
-        files = discover(spec)
+    def open(cls, spec: str, *, delimiter: str = ",", storage: StoreOptions | None = None) -> "InputSource":
+        """``spec``: a local path or glob, or an object store URI (``s3://bucket/prefix/``, see :mod:`storage`)."""
+        files = discover(spec, storage)
         kinds = {("csv" if f.name.lower().endswith(CSV_SUFFIXES) else "parquet") for f in files}
         if len(kinds) > 1:
             raise InputError(f"input '{spec}' mixes CSV and Parquet files; point it at one kind")
@@ -57,7 +60,7 @@ class InputSource:
             return [Piece(file=f, row_groups=None, rows=None) for f in self.files]
         pieces: list[Piece] = []
         for file in self.files:
-            meta = pq.read_metadata(file)
+            meta = pq.read_metadata(open_source(file))
             group: list[int] = []
             count = 0
             for i in range(meta.num_row_groups):
@@ -89,7 +92,7 @@ class InputSource:
             yield from self._csv_batches(piece.file, names, batch_rows)
             return
         try:
-            reader = pq.ParquetFile(piece.file)
+            reader = pq.ParquetFile(open_source(piece.file))
             if piece.row_groups == ():
                 return
             batches = reader.iter_batches(batch_size=batch_rows, row_groups=list(piece.row_groups or ()) or None,
@@ -108,7 +111,8 @@ class InputSource:
             parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
             convert_options=pacsv.ConvertOptions(column_types=self.schema),
         )
-        scanner = ds.dataset([str(file)], format=fmt, schema=self.schema).scanner(
+        where, filesystem = arrow_location(file)
+        scanner = ds.dataset([where], format=fmt, schema=self.schema, filesystem=filesystem).scanner(
             columns=columns, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1, use_threads=True,
         )
         try:
@@ -128,8 +132,10 @@ class Piece:
     rows: int | None
 
 
-def discover(spec: str) -> list[Path]:
+def discover(spec: str, storage: StoreOptions | None = None) -> list[Path]:
     """The input files named by ``spec`` (file, directory or glob), sorted; none found is an error."""
+    if is_uri(spec):
+        return discover_objects(spec, storage, PARQUET_SUFFIXES + CSV_SUFFIXES)  # type: ignore[return-value]
     path = Path(spec).expanduser()
     if path.is_file():
         return [path]
@@ -155,8 +161,8 @@ def _check_parquet(files: list[Path]) -> tuple[pa.Schema, int]:
     rows = 0
     for file in files:
         try:
-            meta = pq.read_metadata(file)
-            file_schema = pq.read_schema(file)
+            meta = pq.read_metadata(open_source(file))
+            file_schema = pq.read_schema(open_source(file))
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(
                 f"input file '{file}' is not a readable Parquet file ({_short(exc)}); it may be truncated or of another format"
@@ -182,7 +188,7 @@ def _check_csv(files: list[Path], delimiter: str) -> pa.Schema:
     schema: pa.Schema | None = None
     for file in files:
         try:
-            reader = pacsv.open_csv(file, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+            reader = pacsv.open_csv(open_source(file), parse_options=pacsv.ParseOptions(delimiter=delimiter))
             file_schema = reader.schema
             reader.close()
         except (pa.ArrowInvalid, OSError) as exc:
@@ -221,7 +227,7 @@ def _short(exc: BaseException, schema: pa.Schema | None = None) -> str:
     text = re.sub(r"(Row #\d+)\s*:\s*\".*", r"\1", text)
     if schema is not None:
         text = re.sub(r"column #(\d+)", lambda m: _column_name(schema, int(m.group(1))), text)
-    return text[:160]
+    return scrub(text)[:160]  # an object store's error may echo a credential of the environment
 
 
 def _column_name(schema: pa.Schema, index: int) -> str:

@@ -29,6 +29,7 @@ from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, K
 from privprep.schemas.suggest import did_you_mean
 
 from .fsutil import write_text_atomic
+from .storage import is_uri
 
 log = logging.getLogger(__name__)
 ENV_VAR = "PRIVPREP_KEYRING"
@@ -45,6 +46,8 @@ class Keyring:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Keyring":
         """Read a keyring; a missing or malformed file is a :class:`KeyringError`; loose permissions warn."""
+        if isinstance(path, str) and is_uri(path):
+            raise KeyringError(f"keyring '{path}' is in an object store; a keyring is read from a local file only")
         path = Path(path)
         if not path.is_file():
             raise KeyringError(

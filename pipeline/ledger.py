@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 import secrets
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from privprep.schemas.config import RELEASE_STAGES, SINK_STAGES, stage_path
 from privprep.schemas.errors import BudgetError, ConfigError
 
 from .fsutil import write_text_atomic
+from .storage import ObjectPath
 
 try:  # POSIX; elsewhere spends are still atomic, only not serialized between processes
     import fcntl
@@ -82,17 +84,25 @@ def input_fingerprint(files: list[Path], fmt: str, schema: pa.Schema) -> str:
     """A fingerprint of the input's identity: names relative to the input, sizes, footers, schema."""
     digest = hashlib.sha256()
     digest.update(json.dumps([[f.name, str(f.type)] for f in schema]).encode())
-    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path(".")
-    for file in files:
-        digest.update(str(file.resolve().relative_to(root)).encode() + b"\0")
+    for file, name in zip(files, relative_names(files)):
+        digest.update(name.encode() + b"\0")
         size = file.stat().st_size
         digest.update(str(size).encode() + b"\0")
         digest.update(_file_sample(file, size, fmt))
     return "sha256:" + digest.hexdigest()
 
 
+def relative_names(files: list[Any]) -> list[str]:
+    """Each input file's name relative to the folder (or prefix) common to all of them."""
+    if files and all(isinstance(f, ObjectPath) for f in files):
+        root = posixpath.commonpath([f.parent.path for f in files])
+        return [posixpath.relpath(f.path, root) for f in files]
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path(".")
+    return [str(f.resolve().relative_to(root)) for f in files]
+
+
 def _file_sample(file: Path, size: int, fmt: str) -> bytes:
-    with open(file, "rb") as handle:
+    with file.open("rb") as handle:  # a local file, or an object (storage.ObjectPath)
         if fmt == "parquet" and size >= 12:
             handle.seek(size - 8)
             footer_len = int.from_bytes(handle.read(4), "little")
@@ -359,7 +369,7 @@ def open_ledger(loaded: Any, source: Any) -> tuple[Ledger | None, list[PlannedSp
 
 def _check_ledger_location(path: Path, loaded: Any, source: Any) -> None:
     resolved = path.resolve()
-    output = Path(loaded.output).resolve()
+    output = loaded.output.resolve()
     if resolved == output or output in resolved.parents:
         raise ConfigError(f"budget.ledger '{path}' lies inside the output '{loaded.output}', which a run replaces; keep it outside")
     if path.is_dir():

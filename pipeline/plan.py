@@ -22,6 +22,7 @@ from .io import InputSource
 from .keyring import ENV_VAR, Keyring
 from .ledger import Ledger, PlannedSpend, open_ledger
 from .rundir import check_no_overlap
+from .storage import StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
             stages.append(registry.get(entry.tag).from_config(entry.params, context=context))
         except PrivprepError as exc:
             raise type(exc)(f"{path}: {exc}") from None
-    source = InputSource.open(loaded.input, delimiter=cfg.io.csv_delimiter)
+    source = InputSource.open(loaded.input, delimiter=cfg.io.csv_delimiter, storage=StoreOptions.of(cfg.io.storage_options))
     check_no_overlap(loaded.output, source.files, loaded.input)
     _check_keyring_outside_output(loaded)
     _check_declared(loaded, source.schema)
@@ -144,7 +145,7 @@ def _declared_typo(undeclared: list[str], missing: list[str]) -> str:
 
 def _check_keyring_outside_output(loaded: LoadedConfig) -> None:
     """A run replaces its output directory (with --overwrite): a keyring inside it would be deleted."""
-    if loaded.keyring is None:
+    if loaded.keyring is None or not isinstance(loaded.output, Path):  # a store output cannot hold a local keyring
         return
     output, ring = Path(loaded.output).resolve(), Path(loaded.keyring).resolve()
     if ring == output or output in ring.parents:

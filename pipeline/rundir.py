@@ -30,6 +30,7 @@ from types import TracebackType
 from privprep.schemas.errors import OutputError
 
 from .fsutil import _fsync_dir
+from .storage import is_uri
 
 try:  # POSIX
     import fcntl
@@ -132,6 +133,12 @@ def check_no_overlap(output: Path, inputs: list[Path], spec: str | None = None) 
         if out == resolved or out in resolved.parents:
             raise OutputError(f"output '{output}' contains the input file '{file}'; choose an output outside the input")
     if spec is None:
+        return
+    if is_uri(spec) or not isinstance(output, Path):  # an object store: refuse any prefix overlap (no symlinks there)
+        root = str(spec).split("*")[0].split("?")[0].split("[")[0].rstrip("/")
+        target = str(output).rstrip("/")
+        if is_uri(spec) and not isinstance(output, Path) and (target == root or target.startswith(root + "/")):
+            raise OutputError(f"output '{output}' lies inside the input '{spec}'; choose an output outside the input")
         return
     root = Path(spec).expanduser()
     if root.is_dir():

@@ -30,7 +30,7 @@ from .output_files import OutputFiles
 from .plan import Plan
 from .progress import Progress
 from .report import build_report, write_report
-from .rundir import RunDirectory
+from .runtarget import run_target
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class RunResult:
     """What a finished run produced."""
 
-    run_dir: Path
+    run_dir: Path  # a storage.ObjectPath for an object store output
     report: dict[str, Any]
 
 
@@ -59,7 +59,7 @@ def execute(
     if plan.ledger is not None:
         plan.ledger.check(plan.spends)  # again: another run may have spent since the plan was made
 
-    with RunDirectory(plan.loaded.output, overwrite=overwrite) as run_dir:
+    with run_target(plan.loaded.output, overwrite=overwrite) as run_dir:  # local rename or object store manifest
         if any(s.kind in ("global", "release") for s in plan.stages):
             t0 = time.perf_counter()
             engine.observe(plan, *observers(plan), progress, seconds)

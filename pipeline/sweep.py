@@ -40,6 +40,7 @@ from .io import InputSource
 from .plan import build_plan
 from .progress import Progress
 from .rundir import check_no_overlap
+from .storage import require_local
 from .sweep_axes import Sweep
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def run_sweep(
     progress = progress or Progress(quiet=True)
     started = time.perf_counter()
     loaded = load_config(config)
+    require_local(loaded.output, "privprep sweep")
     names = [entry.tag for entry in loaded.config.stages]
     ks, epsilons = _settings(names, k, epsilon, target_accuracy, max_error)
     target = Path(out) if out is not None else loaded.output.parent / f"{loaded.output.name}-sweep"

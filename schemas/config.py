@@ -77,6 +77,18 @@ class Budget(StrictModel):
         return self
 
 
+class StorageOptions(StrictModel):
+    """How to reach an object store named by an ``s3://`` (``gs://``, ``abfs://``) input or output.
+    Credentials never go here: they come from the environment (AWS_ACCESS_KEY_ID, AWS_PROFILE ...)."""
+
+    endpoint: str | None = Field(
+        None, description="endpoint of an S3-compatible store, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL, else AWS)"
+    )
+    region: str | None = Field(None, description="region (default: AWS_REGION, else AWS_DEFAULT_REGION)")
+    anonymous: bool = Field(False, description="connect without credentials (public buckets)")
+    scheme: Literal["https", "http"] | None = Field(None, description="http or https (default: the endpoint's, else https)")
+
+
 class IoOptions(StrictModel):
     """How the runner reads and writes; the defaults keep memory flat on large inputs."""
 
@@ -87,6 +99,7 @@ class IoOptions(StrictModel):
     partition_rows: Annotated[int, Field(ge=1)] = 1_048_576
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = "zstd"
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    storage_options: StorageOptions = Field(default_factory=StorageOptions)
 
 
 class OutputEncryption(StrictModel):

@@ -20,6 +20,7 @@ from ..rundir import check_output
 from ..runner import RunResult
 from .site import train_entry
 from .sites import check_site_budget, sanitize_site
+from ..storage import require_local
 
 
 def prepare(config: str | os.PathLike[str], *, output: str | None = None, name: str = "site", overwrite: bool = False,
@@ -30,6 +31,7 @@ def prepare(config: str | os.PathLike[str], *, output: str | None = None, name: 
     budget = loaded.config.budget
     if budget is None or budget.ledger is None:
         raise ConfigError("budget: federated training needs budget.epsilon and budget.ledger (this site's own ledger)")
+    require_local(loaded.output, "privprep federate prepare")
     check_output(Path(loaded.output), overwrite=overwrite)
     ledger = resolve_ledger_path(budget.ledger, loaded.base_dir).resolve()  # absolute: the site run resolves it alike
     check_site_budget(loaded, input=loaded.input, ledger=ledger, name=name)

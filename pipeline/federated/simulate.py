@@ -39,6 +39,7 @@ from ..report import REPORT_VERSION, privprep_version, write_report
 from ..rundir import RunDirectory, check_no_overlap, check_output
 from .split import PARTITIONS, assign_sites
 from .site import site_ledger_path, train_entry
+from ..storage import require_local
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def simulate(
     from .engine import require_federated_extra
 
     require_federated_extra()
+    require_local(loaded.output, "privprep federate simulate")
     check_output(Path(loaded.output), overwrite=overwrite)
     source = InputSource.open(loaded.input, delimiter=loaded.config.io.csv_delimiter)
     check_no_overlap(Path(loaded.output), source.files)
