@@ -88,7 +88,12 @@ class WriteBehind:
 
     def _consume(self) -> None:
         while True:
-            item = self._slots.get()
+            try:  # a timeout, so that abort() wakes a worker waiting on an empty queue
+                item = self._slots.get(timeout=0.05)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
             if item is _DONE or self._stop.is_set():
                 return
             try:

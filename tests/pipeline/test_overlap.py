@@ -55,6 +55,22 @@ def test_write_behind_writes_in_order_and_raises_the_writers_error() -> None:
         failing.join()
 
 
+def test_abort_stops_a_writer_waiting_on_an_empty_queue() -> None:
+    """A stage that fails before anything is queued (the writer idle on an empty queue) must not hang the run."""
+    seen: list[int] = []
+    writer = WriteBehind(seen.append, depth=2)
+    writer.write(1)
+    done = threading.Event()
+
+    def abort() -> None:
+        writer.abort()
+        done.set()
+
+    threading.Thread(target=abort, daemon=True).start()
+    assert done.wait(timeout=30), "WriteBehind.abort() hung"
+    assert seen in ([], [1])
+
+
 def test_columns_only_a_drop_names_are_not_read() -> None:
     key = b"k" * 32
     stages = [Pseudonymize(columns=["id"], key=key), Drop(columns=["id", "name"]), Mask(columns=["phone"])]
