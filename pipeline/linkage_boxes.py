@@ -15,9 +15,10 @@ then links to their union, and the prosecutor's chance is 1/(rows of the matched
 *uniquely* when that union is one row. The figures are :func:`.linkage.measure`'s, as for the
 full-domain join.
 
-Cost: records are matched in chunks against every class at once (``chunk × classes`` booleans, at
-most :data:`CELLS`), per column through a table of its distinct auxiliary values × classes when that
-fits in :data:`CELLS` (else per chunk): no Python loop over records or classes.
+Cost: records are matched in chunks against every class at once (``chunk × classes`` at most
+:data:`CELLS`), classes packed as bits (64 per uint64 word: one AND per column per 64 classes), per
+column through a bit table of its distinct auxiliary values × classes when that fits in :data:`CELLS`
+bytes (else built per chunk): no Python loop over records or classes.
 
 >>> released = pa.table({"age": ["[20, 29]", "[20, 29]", "[30, 39]", "[30, 39]"]})
 >>> aux = {"age": IntervalColumn(pa.array([25, 31, 50, None]), "age")}
@@ -162,8 +163,9 @@ def link_boxes(
     matched = np.full(n_aux, -1, dtype=np.int64)  # the class of a record that links to exactly one
     disclosed = np.zeros(n_aux, dtype=bool) if target is not None else None
     if classes and n_aux:
-        tables = {c: (columns[c].table(np.arange(columns[c].distinct)) if columns[c].distinct * classes <= cells else None)
-                  for c in on}
+        words = -(-classes // 64)  # classes as bits of uint64 words: 64 classes per AND
+        tables = {c: _packed(columns[c], np.arange(columns[c].distinct), words, cells)
+                  if columns[c].distinct * words * 8 <= cells else None for c in on}
         chunk = max(1, cells // classes)
         for start in range(0, n_aux, chunk):
             stop = min(start + chunk, n_aux)
@@ -174,23 +176,23 @@ def link_boxes(
                     part = tables[c][codes]
                 else:  # too many distinct values for one table: the chunk's own
                     values, inverse = np.unique(codes, return_inverse=True)
-                    part = columns[c].table(values)[inverse.ravel()]
-                hit = part if hit is None else np.logical_and(hit, part, out=hit)
+                    part = _packed(columns[c], values, words, cells)[inverse.ravel()]
+                hit = part if hit is None else np.bitwise_and(hit, part, out=hit)
             assert hit is not None
-            count = np.count_nonzero(hit, axis=1)
-            first = np.argmax(hit, axis=1)
+            count = _popcount(hit)
+            first = _first_bit(hit)
             sizes = np.where(count > 0, size[first], 0)
             several = np.flatnonzero(count > 1)
-            if len(several):  # rare: a value outside the run's input in two ranges; the union of the classes
-                sizes[several] = hit[several].astype(np.int64) @ size
+            bits = _unpack(hit[several], classes) if len(several) else None
+            if bits is not None:  # rare: a value outside the run's input in two ranges; the union of the classes
+                sizes[several] = bits.astype(np.int64) @ size
             aux_size[start:stop] = sizes
             matched[start:stop] = np.where(count == 1, first, -1)
             if single is not None and disclosed is not None:
-                value = single[first]
-                ok = (count > 0) & (value >= 0)
-                if len(several):  # every matched class holds the one same value
-                    lo = np.where(hit[several], single, np.iinfo(np.int64).max).min(axis=1)
-                    hi = np.where(hit[several], single, -2).max(axis=1)
+                ok = (count > 0) & (single[first] >= 0)
+                if bits is not None:  # every matched class holds the one same value
+                    lo = np.where(bits, single, np.iinfo(np.int64).max).min(axis=1)
+                    hi = np.where(bits, single, -2).max(axis=1)
                     ok[several] = (lo == hi) & (lo >= 0)
                 disclosed[start:stop] = ok
     correct = None
@@ -200,6 +202,42 @@ def link_boxes(
         record = first_row[matched[unique]]  # a class of one row: its first row is its row
         correct = int(((out_truth[record] == aux_truth[unique]) & (aux_truth[unique] >= 0)).sum())
     return measure(n_released, on, aux_size, truth=truth, correct=correct, target=target, disclosed=disclosed)
+
+
+def _packed(column: Column, values: np.ndarray, words: int, cells: int) -> np.ndarray:
+    """``column.table(values)`` as bits: (len(values), words) uint64, built in blocks of at most ``cells``
+    booleans (class ``j`` is bit ``j % 64`` of word ``j // 64`` in :func:`numpy.packbits` order)."""
+    out = np.empty((len(values), words), dtype=np.uint64)
+    step = max(1, cells // (words * 64))
+    for start in range(0, len(values), step):
+        block = column.table(values[start:start + step])
+        padded = np.zeros((len(block), words * 64), dtype=bool)
+        padded[:, : block.shape[1]] = block
+        out[start:start + step] = np.packbits(padded, axis=1).view(np.uint64)
+    return out
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+
+
+def _popcount(hit: np.ndarray) -> np.ndarray:
+    """Set bits per row (numpy >= 2 counts words; older numpy a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(hit).sum(axis=1, dtype=np.int64)
+    return _POP8[np.ascontiguousarray(hit).view(np.uint8)].sum(axis=1)  # pragma: no cover - numpy < 2
+
+
+def _first_bit(hit: np.ndarray) -> np.ndarray:
+    """The index of the first set class bit of each row (0 for a row without any)."""
+    word = np.argmax(hit != 0, axis=1)
+    value = hit[np.arange(len(hit)), word]
+    bit = np.argmax(np.unpackbits(value.view(np.uint8).reshape(-1, 8), axis=1), axis=1)
+    return word * 64 + bit
+
+
+def _unpack(hit: np.ndarray, classes: int) -> np.ndarray:
+    """Rows of class bits back to booleans (rows, classes)."""
+    return np.unpackbits(np.ascontiguousarray(hit).view(np.uint8), axis=1)[:, :classes].astype(bool)
 
 
 def _plain(values: Any) -> pa.Array:

@@ -184,3 +184,13 @@ def test_sweep_of_a_mondrian_config_attacks_each_k_within_one_over_k(frame: pd.D
         assert attack["reidentification_rate"] <= 1 / row["k"] and attack["expected_reidentification_rate"] <= 1 / row["k"]
         assert attack["expected_reidentification_rate"] == pytest.approx(expected_rate(released, QIS))
     assert doc["attack"]["raw_input"]["reidentification_rate"] > 0.5
+
+
+def test_record_on_a_mondrian_run_says_how_it_matched(frame: pd.DataFrame, tmp_path: Path, cli) -> None:
+    run = mondrian_run(tmp_path, frame, 5, cli)
+    result = cli("attack", run, "--auxiliary", tmp_path / "population.parquet", "--on", ",".join(QIS), "--record")
+    assert result.code == 0, result.err
+    assert "released ranges and labels" in result.out
+    report = json.loads((run / "report.json").read_text())
+    assert report["attack"]["algorithm"] == "mondrian" and report["attack"]["linked"] == len(frame)
+    assert "Mondrian boxes" in (run / "report.html").read_text()
