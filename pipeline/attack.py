@@ -7,6 +7,10 @@ k_anonymity stage's hierarchies (from the run's config) at the levels the run ch
 joins on the quasi-identifiers against the run's ``data/`` (:func:`.linkage.link`). Rows the run
 suppressed are absent from ``data/``, so the auxiliary records of their classes do not link.
 
+A Mondrian run (``algorithm: mondrian``, local recoding) has no level per column: the raw auxiliary
+values (after the keyless map stages before k_anonymity) are matched against the released boxes,
+``[lo, hi]`` ranges and hierarchy labels at any level (:func:`box_columns`, :mod:`.linkage_boxes`).
+
 Refused with exit 2 and one line: a run without k_anonymity; an ``--on`` column that is not one of
 its quasi-identifiers, or that a stage pseudonymized, tokenized, encrypted or dropped (a keyed
 pseudonym cannot be recomputed by an attacker without the key, so it cannot be joined on); a column
@@ -22,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,13 +34,14 @@ from privprep.schemas.config import stage_path
 from privprep.schemas.errors import ConfigError, DataError, InputError, PrivprepError, UsageError
 from privprep.transforms import registry
 from privprep.transforms.base import StageContext
-from privprep.transforms.hierarchies import TOP, build_hierarchy
+from privprep.transforms.hierarchies import TOP, Hierarchy, build_hierarchy
 
 from .config import LoadedConfig, load_config
 from .io import InputSource
 from .runtarget import open_run, update_run
 from .storage import is_uri, location
 from .linkage import link
+from .linkage_boxes import Column, HierarchyColumn, IntervalColumn, link_boxes
 
 KEYED = {"pseudonymize": "pseudonymized", "tokenize": "tokenized", "encrypt": "encrypted", "drop": "dropped"}
 REPLAYED = ("mask", "generalize")
@@ -75,10 +81,16 @@ def attack_run(
     _check_columns(report, on, target, truth, run_dir)
     aux_table = read_auxiliary(auxiliary, [*on, *([truth] if truth else [])])
     released = read_released(run_dir, [*on, *extra])
-    generalized = generalize_auxiliary(aux_table.select(on), report, loaded, on)
-    if truth:
-        generalized = generalized.append_column(truth, aux_table.column(truth))
-    result = link(released, generalized, on, target=target, truth=truth)
+    algorithm = stage.get("algorithm") or "full_domain"
+    if algorithm == "mondrian":  # local recoding: boxes, matched by range and ancestry
+        columns = box_columns(aux_table.select(on), report, loaded, on)
+        result = link_boxes(released, columns, on, target=target, truth=truth,
+                            auxiliary_truth=aux_table.column(truth) if truth else None)
+    else:
+        generalized = generalize_auxiliary(aux_table.select(on), report, loaded, on)
+        if truth:
+            generalized = generalized.append_column(truth, aux_table.column(truth))
+        result = link(released, generalized, on, target=target, truth=truth)
     achieved = stage.get("achieved_k")
     return {
         "run": str(run_dir),
@@ -87,7 +99,9 @@ def attack_run(
         "k": stage["k"],
         "achieved_k": achieved,
         "bound": (1.0 / achieved) if achieved else None,
-        "levels": {c: stage["levels"][c] for c in on},
+        "algorithm": algorithm,
+        "levels": {c: stage["levels"][c] for c in on if c in stage["levels"]},
+        **({"recoding": {c: stage["recoding"][c] for c in on}} if algorithm == "mondrian" else {}),
         "stage": stage_path(index, "k_anonymity"),
     }
 
@@ -176,12 +190,17 @@ def read_auxiliary(path: str | Path, columns: list[str]) -> pa.Table:
 # -- the attacker's view: auxiliary values in the released form -------------------------------------------
 
 
-def generalize_auxiliary(table: pa.Table, report: dict[str, Any], loaded: LoadedConfig, on: list[str]) -> pa.Table:
-    """``table`` (raw values of the columns ``on``) through the run's stages that change those columns."""
+def generalize_auxiliary(table: pa.Table, report: dict[str, Any], loaded: LoadedConfig, on: list[str], *,
+                         until_k_anonymity: bool = False) -> pa.Table:
+    """``table`` (raw values of the columns ``on``) through the run's stages that change those columns
+    (with ``until_k_anonymity``: only the stages before k_anonymity)."""
     entries = report["stages"]
     configured = loaded.config.stages
     for index, entry in enumerate(configured):
         name = entry.tag
+        if name == "k_anonymity" and until_k_anonymity:
+            _no_replay_after(configured, index, on)
+            break
         if name == "k_anonymity":  # at most one per pipeline; found by name (a sweep's runs leave DP stages out)
             stage = next(e for e in entries if e.get("name") == "k_anonymity" and "levels" in e)
             hierarchies = entry.params.hierarchies
@@ -205,26 +224,77 @@ def generalize_auxiliary(table: pa.Table, report: dict[str, Any], loaded: Loaded
 
 def generalize_column(values: Any, column: str, spec: Any, level: int, height: int | None, base_dir: Path) -> pa.Array:
     """The released form of raw ``values`` at ``level`` of the hierarchy ``spec`` (text; ``*`` at the top)."""
+    hierarchy, encoded = _hierarchy(values, column, spec, max(level, 1), base_dir)
+    if height is not None and level >= height:
+        return pa.array([TOP] * len(encoded), pa.string())
+    out = hierarchy.level(min(level, hierarchy.height))
+    return out.take(encoded.indices)
+
+
+def _hierarchy(values: Any, column: str, spec: Any, mask_levels: int, base_dir: Path) -> tuple[Hierarchy, pa.DictionaryArray]:
+    """The run's hierarchy over the distinct raw ``values``, and the values dictionary-encoded (a
+    ``mask`` without ``levels`` gets ``mask_levels``)."""
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     encoded = pc.dictionary_encode(array, null_encoding="encode")
     distinct = encoded.dictionary
     if spec.tag == "mask" and spec.params.levels is None:  # as many levels as the chosen one needs
-        spec = spec.model_copy(update={"params": spec.params.model_copy(update={"levels": max(level, 1)})})
+        spec = spec.model_copy(update={"params": spec.params.model_copy(update={"levels": mask_levels})})
     try:  # built at every level, so a value the run's hierarchy cannot take is refused whichever level was chosen
         hierarchy = build_hierarchy(spec, column, distinct, base_dir=base_dir)
     except DataError as exc:
         raise UsageError(f"auxiliary column '{column}' is incompatible with the run's hierarchy: {exc}") from None
     except ConfigError as exc:
         raise UsageError(f"the run's hierarchy of column '{column}' cannot be built: {exc}") from None
-    if height is not None and level >= height:
-        return pa.array([TOP] * len(array), pa.string())
-    out = hierarchy.level(min(level, hierarchy.height))
-    return out.take(encoded.indices)
+    return hierarchy, encoded
 
 
-__all__ = ["attack_run", "generalize_auxiliary", "generalize_column", "read_auxiliary", "read_released", "read_run_report"]
+# -- the attacker's view of a local recoding (Mondrian): raw values against released boxes ------------------
+
+
+def box_columns(table: pa.Table, report: dict[str, Any], loaded: LoadedConfig, on: list[str]) -> dict[str, Column]:
+    """The auxiliary columns ``on`` ready to match a Mondrian run's released classes
+    (:mod:`.linkage_boxes`): the keyless map stages before k_anonymity replayed, then per column its
+    raw numbers (an ``interval`` column) or the ancestors of each value in the run's hierarchy (a
+    ``hierarchy`` column, built from the run's config as for a full-domain run)."""
+    stage = next(e for e in report["stages"] if e.get("name") == "k_anonymity" and "levels" in e)
+    table = generalize_auxiliary(table, report, loaded, on, until_k_anonymity=True)
+    entry = next(e for e in loaded.config.stages if e.tag == "k_anonymity")
+    columns: dict[str, Column] = {}
+    for column in on:
+        recoding = (stage.get("recoding") or {}).get(column)
+        if recoding == "interval":
+            columns[column] = IntervalColumn(table.column(column), column)
+        elif recoding == "hierarchy":
+            spec = entry.params.hierarchies.get(column)
+            if spec is None:
+                raise UsageError(f"the run's config has no hierarchy for column '{column}' that its report says was recoded "
+                                 "along one; pass --config with the file the run used")
+            height = int((stage.get("heights") or {}).get(column) or 1)
+            hierarchy, encoded = _hierarchy(table.column(column), column, spec, max(height, 1), loaded.base_dir)
+            codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            columns[column] = HierarchyColumn(codes, [hierarchy.level(i) for i in range(hierarchy.height + 1)])
+        else:
+            raise UsageError(f"the report of the run names no recoding for column '{column}' (interval or hierarchy); "
+                             "it was not written by this version of privprep")
+    return columns
+
+
+def _no_replay_after(configured: list[Any], k_index: int, on: list[str]) -> None:
+    """Refuse a keyless map stage on an ``--on`` column after a Mondrian k_anonymity: it rewrote the
+    released intervals or labels, which cannot be matched against raw values."""
+    for index in range(k_index + 1, len(configured)):
+        entry = configured[index]
+        if entry.tag in REPLAYED:
+            columns = set(getattr(entry.params, "columns", None) or [])
+            hit = [c for c in on if c in columns]
+            if hit:
+                raise UsageError(f"column '{hit[0]}' is rewritten by {stage_path(index, entry.tag)} after the mondrian "
+                                 "k_anonymity stage; its released ranges cannot be matched: leave it out of --on")
+
+
+__all__ = ["attack_run", "box_columns", "generalize_auxiliary", "generalize_column", "read_auxiliary", "read_released", "read_run_report"]
 
 
 # -- output ------------------------------------------------------------------------------------------------
@@ -235,7 +305,8 @@ def format_text(result: dict[str, Any]) -> str:
     n = result["auxiliary_records"]
     lines = [
         f"auxiliary records           {n:,}",
-        f"joined on                   {', '.join(result['on'])} (at the run's levels)",
+        f"joined on                   {', '.join(result['on'])} "
+        + ("(raw values in the released ranges and labels)" if result.get("algorithm") == "mondrian" else "(at the run's levels)"),
         f"linked to a class           {result['linked']:,}",
         f"linked uniquely             {result['linked_uniquely']:,}",
     ]

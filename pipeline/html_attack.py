@@ -36,7 +36,10 @@ def attack_section(page: Any) -> str:
         verdict = (f"<p><span class='badge {'ok' if ok else 'warn'}'>{'within' if ok else 'above'} 1/k</span> "
                    f"The attack re-identified at most {esc(pct(max(a['reidentification_rate'], a['expected_reidentification_rate'])))} "
                    f"of the auxiliary records; k-anonymity bounds it by {esc(pct(bound))}.</p>")
-    body = (f"{kpis}{verdict}{table(rows)}<p class='note'>The auxiliary values were generalized through the run's own "
-            "hierarchies at its chosen levels and joined against the released rows; suppressed rows are absent, so their "
-            "records do not link.</p>")
+    how = ("The raw auxiliary values were matched against the released classes (Mondrian boxes): a number inside a "
+           "released range, a value whose ancestor in the run's hierarchy is the released label; a record in several "
+           "boxes links to their union." if a.get("algorithm") == "mondrian" else
+           "The auxiliary values were generalized through the run's own hierarchies at its chosen levels and joined "
+           "against the released rows; suppressed rows are absent, so their records do not link.")
+    body = f"{kpis}{verdict}{table(rows)}<p class='note'>{how}</p>"
     return f"<section class='stage' id='attack'><h2>Linkage attack</h2>{body}</section>"

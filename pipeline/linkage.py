@@ -40,6 +40,39 @@ def link(
     out_class, aux_class, size = _classes(released, auxiliary, on)
     classes = len(size)
     aux_size = size[aux_class]
+    unique = aux_size == 1
+    correct = disclosed = None
+    if truth is not None:
+        out_truth, aux_truth = truth_codes(released.column(truth), auxiliary.column(truth))
+        only = np.full(classes, -1, dtype=np.int64)  # the record of each class (any, for classes of one)
+        only[out_class] = np.arange(n_released)
+        record = only[aux_class[unique]]
+        correct = int(((out_truth[record] == aux_truth[unique]) & (aux_truth[unique] >= 0)).sum())
+    if target is not None:
+        single = single_values(out_class, released.column(target), classes)
+        disclosed = (aux_size > 0) & (single[aux_class] >= 0)
+    return measure(n_released, on, aux_size, truth=truth, correct=correct, target=target, disclosed=disclosed)
+
+
+def measure(
+    n_released: int,
+    on: list[str],
+    aux_size: np.ndarray,
+    *,
+    truth: str | None = None,
+    correct: int | None = None,
+    target: str | None = None,
+    disclosed: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The attack's figures from ``aux_size`` (per auxiliary record, the released rows it links to; 0
+    when unlinked), the number of correct unique links (with ``truth``) and the records that learn the
+    ``target`` value (a boolean per auxiliary record).
+
+    >>> r = measure(3, ["zip"], np.array([2, 1, 0]))
+    >>> r["linked"], r["linked_uniquely"], r["expected_reidentification_rate"]
+    (2, 1, 0.5)
+    """
+    n_aux = len(aux_size)
     linked = aux_size > 0
     unique = aux_size == 1
     expected = float((1.0 / aux_size[linked]).sum()) / n_aux if n_aux else 0.0
@@ -54,24 +87,14 @@ def link(
         "smallest_linked_class": int(aux_size[linked].min()) if linked.any() else None,
     }
     if truth is not None:
-        truth_codes = _joint_codes([released.column(truth)], [auxiliary.column(truth)], nulls_match=False)
-        out_truth, aux_truth = truth_codes[:n_released], truth_codes[n_released:]
-        only = np.full(classes, -1, dtype=np.int64)  # the record of each class (any, for classes of one)
-        only[out_class] = np.arange(n_released)
-        record = only[aux_class[unique]]
-        correct = int(((out_truth[record] == aux_truth[unique]) & (aux_truth[unique] >= 0)).sum())
         result["truth"] = truth
-        result["reidentified_correctly"] = correct
-        result["reidentification_rate"] = correct / n_aux if n_aux else 0.0
+        result["reidentified_correctly"] = int(correct or 0)
+        result["reidentification_rate"] = int(correct or 0) / n_aux if n_aux else 0.0
         result["rate_basis"] = "correct re-identifications (unique links to the right record) / auxiliary records"
     else:
         result["reidentification_rate"] = expected
         result["rate_basis"] = "expected (no --truth): sum of 1/|class| over linked records / auxiliary records"
-    if target is not None:
-        values = _joint_codes([released.column(target)], [released.column(target)[:0]])
-        pairs = np.unique(np.stack([out_class, values]), axis=1)
-        distinct = np.bincount(pairs[0], minlength=classes)
-        disclosed = linked & (distinct[aux_class] == 1)
+    if target is not None and disclosed is not None:
         result["attribute_disclosure"] = {
             "column": target,
             "disclosed": int(disclosed.sum()),
@@ -79,6 +102,24 @@ def link(
             "basis": "linked records whose class holds a single value of the column / linked records",
         }
     return result
+
+
+def truth_codes(released: Any, auxiliary: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the truth column in both tables: equal values, equal codes; -1 for a missing value."""
+    codes = _joint_codes([released], [auxiliary], nulls_match=False)
+    n = len(released)
+    return codes[:n], codes[n:]
+
+
+def single_values(out_class: np.ndarray, column: Any, classes: int) -> np.ndarray:
+    """Per class, the code of the one value ``column`` takes over its released rows, or -1 when the
+    class holds several (a missing value counts as a value)."""
+    values = _joint_codes([column], [column[:0]])
+    pairs = np.unique(np.stack([out_class, values]), axis=1)
+    distinct = np.bincount(pairs[0], minlength=classes)
+    value = np.full(classes, -1, dtype=np.int64)
+    value[pairs[0]] = pairs[1]
+    return np.where(distinct == 1, value, -1)
 
 
 def linked_rows(released: pa.Table, auxiliary: pa.Table, on: list[str]) -> np.ndarray:
@@ -151,4 +192,4 @@ def _text(array: pa.ChunkedArray) -> pa.ChunkedArray:
     return array if array.type == pa.string() else array.cast(pa.string())
 
 
-__all__ = ["link", "linked_rows"]
+__all__ = ["link", "linked_rows", "measure", "single_values", "truth_codes"]

@@ -27,6 +27,8 @@ from .rundir import RunDirectory
 from .runner import _stage_entry
 from .sweep_dp import exact_values, release_errors, summarize
 
+ATTACK_KEYS = ("auxiliary_records", "linked", "unlinked", "linked_uniquely", "reidentified_correctly", "reidentification_rate",
+               "expected_reidentification_rate")
 SCRATCH_NOTE = ("DP releases and training in this sweep spent from a scratch ledger (scratch-ledger.json here), "
                 "never from the dataset's ledger, which the sweep did not read or write")
 EXACT_NOTE = ("DP errors are measured against the exact values of the statistics: a local tuning figure shown only in "
@@ -166,6 +168,9 @@ class Sweep:
             self._aux = pa.concat_tables(list(self.plan.source.batches(on)))
         report = read_run_report(run_dir)
         released = read_released(run_dir, on)
+        stage = next(e for e in report["stages"] if e.get("name") == "k_anonymity" and "levels" in e)
+        if stage.get("algorithm") == "mondrian":
+            return self._attack_boxes(released, report, on)
         aux = generalize_auxiliary(self._aux, report, self.plan.loaded, on)
         linked = linked_rows(released, aux, on)
         rows = np.arange(aux.num_rows, dtype=np.int64)
@@ -176,8 +181,21 @@ class Sweep:
             result["truth"] = "row index"
         else:  # pragma: no cover - a later stage changed rows: no truth, the expected rate only
             result = link(released, aux, on)
-        return {key: result[key] for key in ("auxiliary_records", "linked", "unlinked", "linked_uniquely", "reidentified_correctly",
-                                             "reidentification_rate", "expected_reidentification_rate") if key in result}
+        return {key: result[key] for key in ATTACK_KEYS if key in result}
+
+    def _attack_boxes(self, released: pa.Table, report: dict[str, Any], on: list[str]) -> dict[str, Any]:
+        """The attack on a Mondrian run: raw input values matched against the released boxes."""
+        from .attack import box_columns
+        from .linkage_boxes import link_boxes
+
+        columns = box_columns(self._aux, report, self.plan.loaded, on)
+        rows = np.arange(self._aux.num_rows, dtype=np.int64)
+        if released.num_rows == self._aux.num_rows:  # Mondrian suppresses nothing: the released rows are the input's, in order
+            result = link_boxes(released.append_column("__row__", pa.array(rows)), columns, on, truth="__row__",
+                                auxiliary_truth=pa.array(rows))
+        else:  # pragma: no cover - a later stage changed rows: no truth, the expected rate only
+            result = link_boxes(released, columns, on)
+        return {key: result[key] for key in ATTACK_KEYS if key in result}
 
     def _raw_attack(self) -> dict[str, Any] | None:
         """The same attack on the input released unchanged: what the k axis protects against."""
