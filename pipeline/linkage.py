@@ -36,7 +36,7 @@ def link(
 ) -> dict[str, Any]:
     """Join ``auxiliary`` to ``released`` on the columns ``on`` (values compared as text) and measure
     what the attacker learns; ``truth`` names a column in both tables that identifies the record."""
-    n_released, n_aux = released.num_rows, auxiliary.num_rows
+    n_released = released.num_rows
     out_class, aux_class, size = _classes(released, auxiliary, on)
     classes = len(size)
     aux_size = size[aux_class]

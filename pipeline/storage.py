@@ -34,10 +34,21 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Union
+from typing import TYPE_CHECKING, Any, Iterable, Union
 from urllib.parse import urlsplit
 
-import pyarrow.fs as pafs
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+else:
+    class _LazyFs:
+        """``pyarrow.fs``, imported on first use: ``keys`` and ``--help`` import this module's URI helpers only."""
+
+        def __getattr__(self, name: str) -> Any:
+            import pyarrow.fs
+
+            return getattr(pyarrow.fs, name)
+
+    pafs = _LazyFs()
 
 from privprep.schemas.errors import ConfigError, InputError, UsageError
 

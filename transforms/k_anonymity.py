@@ -42,6 +42,15 @@ SIZE_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 1000, 10_000)
 
 
 @register
+
+def _refuse_nested(schema: pa.Schema, columns: list[str]) -> None:
+    """Lists, structs and maps have no order or hierarchy to generalize: a one-line :class:`DataError`."""
+    for column in columns:
+        kind = schema.field(column).type
+        if pa.types.is_nested(kind):
+            raise DataError(f"column '{column}' has nested type {kind}; k_anonymity takes strings, numbers, "
+                            "booleans and dates (flatten or cast the column first)")
+
 class KAnonymity(GlobalStage):
     """Generalize quasi-identifiers to the optimal levels under k (+ l, t) and suppress the rest.
 
@@ -149,11 +158,7 @@ class KAnonymity(GlobalStage):
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         self._require(schema, self.input_columns())
-        for column in self.input_columns():
-            kind = schema.field(column).type
-            if pa.types.is_nested(kind):  # lists, structs, maps have no order or hierarchy to generalize
-                raise DataError(f"column '{column}' has nested type {kind}; k_anonymity takes strings, numbers, "
-                                "booleans and dates (flatten or cast the column first)")
+        _refuse_nested(schema, self.input_columns())
         for column in self.quasi_identifiers:
             schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
         return schema

@@ -38,7 +38,7 @@ from .anonymity.store import TupleStore
 from .anonymity.tuples import SPILL_TUPLES, DistinctTuples, TupleCounter
 from .base import GlobalStage, StageContext
 from .hierarchies import build_hierarchy, read_arx_csv
-from .k_anonymity import _l_criterion, _load, _size_histogram
+from .k_anonymity import _l_criterion, _load, _refuse_nested, _size_histogram
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class MondrianKAnonymity(GlobalStage):
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         self._require(schema, self.input_columns())
+        _refuse_nested(schema, self.input_columns())
         for column in self.quasi_identifiers:
             schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
         return schema

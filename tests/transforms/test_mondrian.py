@@ -60,6 +60,14 @@ def test_non_numeric_without_hierarchy_and_unreachable() -> None:
         MondrianKAnonymity(k=5, quasi_identifiers=["x"], hierarchies={}).apply(pd.DataFrame({"x": [1, 2, 3]}))
 
 
+def test_a_nested_column_is_a_one_line_data_error() -> None:
+    import pyarrow as pa
+
+    stage = MondrianKAnonymity(k=2, quasi_identifiers=["zip"], hierarchies={})
+    with pytest.raises(DataError, match="column 'zip' has nested type"):
+        stage.output_schema(pa.schema([("zip", pa.list_(pa.string()))]))
+
+
 def test_dask_engine_gives_the_same_output(tmp_path: Path) -> None:
     pytest.importorskip("dask")
     pytest.importorskip("distributed")
