@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 SIZE_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 1000, 10_000)
 
 
-@register
-
 def _refuse_nested(schema: pa.Schema, columns: list[str]) -> None:
     """Lists, structs and maps have no order or hierarchy to generalize: a one-line :class:`DataError`."""
     for column in columns:
@@ -51,6 +49,8 @@ def _refuse_nested(schema: pa.Schema, columns: list[str]) -> None:
             raise DataError(f"column '{column}' has nested type {kind}; k_anonymity takes strings, numbers, "
                             "booleans and dates (flatten or cast the column first)")
 
+
+@register
 class KAnonymity(GlobalStage):
     """Generalize quasi-identifiers to the optimal levels under k (+ l, t) and suppress the rest.
 
