@@ -70,14 +70,14 @@ class IntervalColumn:
         array = _plain(values)
         if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type)):
             try:
-                array = pc.cast(array, pa.float64())
+                array = pc.cast(array, pa.float64(), safe=False)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 raise UsageError(f"auxiliary column '{column}' is incompatible with the run's recoding: the run released it "
                                  f"as numeric intervals and the auxiliary column has type {array.type} that is not numbers") from None
         encoded = pc.dictionary_encode(array, null_encoding="encode")
         self.column = column
         self.codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        self.numbers = np.asarray(pc.cast(encoded.dictionary, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+        self.numbers = np.asarray(pc.cast(encoded.dictionary, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=float)
         self.distinct = len(self.numbers)
 
     def bind(self, labels: pa.Array) -> None:

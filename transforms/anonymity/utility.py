@@ -42,7 +42,7 @@ def is_numeric(values: pa.Array) -> bool:
 
 def as_float(values: pa.Array) -> np.ndarray:
     """Numbers as float64, a missing value as NaN."""
-    return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    return np.asarray(pc.cast(values, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=float)
 
 
 def penalty_per_group(values: pa.Array, groups: np.ndarray, n_groups: int | None = None) -> np.ndarray:
