@@ -8,7 +8,7 @@ class, divided by k) depend on the classes, so they are computed per evaluated n
 
 >>> import numpy as np
 >>> value_counts = np.array([3.0, 1.0]); to_top = [np.array([0, 1]), np.array([0, 0])]
->>> [round(v, 4) for v in nu_entropy_terms(value_counts, to_top)]
+>>> [round(float(v), 4) + 0.0 for v in nu_entropy_terms(value_counts, to_top)]  # + 0.0: level 0 costs -0.0
 [0.0, 3.2451]
 """
 

@@ -14,8 +14,8 @@ store is garbage-collected, or at interpreter exit.
 >>> store.dictionaries = (pa.array(["a", "b", "c"]),)
 >>> [(codes[0].tolist(), counts.tolist()) for codes, counts in store.chunks()]
 [([0, 1], [3, 1]), ([2], [1])]
->>> store.rows, store.stored, store.column_counts(0).tolist()
-(5, 3, [3, 1, 1])
+>>> store.rows, store.stored, store.column_counts(0).tolist()  # weighted counts, as float64
+(5, 3, [3.0, 1.0, 1.0])
 >>> store.close()
 """
 
