@@ -21,7 +21,6 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from privprep.schemas.errors import ConfigError, DataError, NotAvailableError, PrivacyError
 from privprep.schemas.stages import KAnonymityParams, LDiversity
@@ -29,6 +28,7 @@ from privprep.schemas.stages import KAnonymityParams, LDiversity
 from .anonymity import measures, utility
 from .anonymity.criteria import Criteria, Evaluator, LDiversityCriterion, NodeResult
 from .anonymity.external import ChunkedEvaluator
+from .anonymity.lookup import positions_in
 from .anonymity.loss import SEPARABLE, loss_terms, nu_entropy_terms
 from .anonymity.search import search
 from .anonymity.store import TupleStore
@@ -335,16 +335,7 @@ class KAnonymity(GlobalStage):
 
     def _positions(self, column: str, values: pa.ChunkedArray) -> np.ndarray:
         """Index of each row's value in the hierarchy's values (seen in pass 1)."""
-        dictionary = self.hierarchies_[column].values
-        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-        if array.type != dictionary.type and len(dictionary):
-            array = array.cast(dictionary.type)
-        index = pc.index_in(array, value_set=dictionary, skip_nulls=False)
-        if index.null_count:
-            raise DataError(f"column '{column}': {index.null_count} value(s) not seen in the first pass; the input changed during the run")
-        return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return positions_in(column, values, self.hierarchies_[column].values)
 
     def _generalize_columns(self, table: pa.Table, positions: dict[str, np.ndarray]) -> pa.Table:
         for q in self.quasi_identifiers:

@@ -50,16 +50,25 @@ class TupleLookup:
         return key
 
     def _positions(self, column: str, values: pa.ChunkedArray) -> np.ndarray:
-        dictionary = self.dictionaries[column]
-        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
-        if array.type != dictionary.type and len(dictionary):
-            array = array.cast(dictionary.type)
-        index = pc.index_in(array, value_set=dictionary, skip_nulls=False)
-        if index.null_count:
-            raise DataError(f"column '{column}': {index.null_count} value(s) not seen in the first pass; the input changed during the run")
-        return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return positions_in(column, values, self.dictionaries[column])
 
 
-__all__ = ["TupleLookup"]
+def positions_in(column: str, values: pa.Array | pa.ChunkedArray, dictionary: pa.Array) -> np.ndarray:
+    """Index of each of ``values`` in ``dictionary`` (the distinct values seen in pass 1); a value not there
+    means the input changed between the passes: a one-line :class:`DataError`.
+
+    >>> positions_in("zip", pa.array(["b", None, "a"]), pa.array(["a", "b", None])).tolist()
+    [1, 2, 0]
+    """
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if array.type != dictionary.type and len(dictionary):
+        array = array.cast(dictionary.type)
+    index = pc.index_in(array, value_set=dictionary, skip_nulls=False)
+    if index.null_count:
+        raise DataError(f"column '{column}': {index.null_count} value(s) not seen in the first pass; the input changed during the run")
+    return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+__all__ = ["TupleLookup", "positions_in"]
