@@ -96,16 +96,18 @@ class Evaluator:
         self.sensitive_codes = {name: sensitive_codes(tuples, name) for name in self._sensitive_columns()}
         self.checks = 0
         self._weights = tuples.counts.astype(np.float64)  # bincount's weights, converted once
+        self._count_bits = max(int(tuples.counts.max(initial=1)).bit_length(), 1)
 
     def _sensitive_columns(self) -> list[str]:
         names = [c.column for c in self.criteria.l_diversity] + [name for name, _ in self.criteria.t_closeness]
         return list(dict.fromkeys(names))
 
-    def classes(self, node: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    def classes(self, node: tuple[int, ...], *, dense: bool = True) -> tuple[np.ndarray, int]:
         """A class id for every tuple under ``node`` and the size of the id space.
 
         Ids may be sparse (some ids have no tuple): quasi-identifiers are combined group by group from
-        cached dense group codes, and only a key space much larger than the table is densified."""
+        cached dense group codes, and only a key space much larger than the table is densified (with
+        ``dense=False`` not even then: the caller counts the keys itself)."""
         m = len(self.tuples.counts)
         key: np.ndarray | None = None
         space = 1
@@ -120,7 +122,7 @@ class Evaluator:
             space *= card
         if key is None:
             return np.zeros(m, dtype=np.int64), 1
-        if space > 4 * m + 4096:
+        if dense and space > 4 * m + 4096:
             key, space = _densify(key)
         return key, space
 
@@ -157,8 +159,14 @@ class Evaluator:
             result = self.evaluate(node)
             return result.valid, result.monotone_valid
         self.checks += 1
-        classes, n_classes = self.classes(node)
-        sizes = np.bincount(classes, weights=self._weights, minlength=n_classes)
+        classes, n_classes = self.classes(node, dense=False)
+        m = len(classes)
+        if n_classes > 4 * m + 4096 and n_classes < 1 << (63 - self._count_bits):
+            sizes = _sorted_key_sizes(classes, self.tuples.counts, self._count_bits)
+        else:
+            if n_classes > 4 * m + 4096:
+                classes, n_classes = _densify(classes)
+            sizes = np.bincount(classes, weights=self._weights, minlength=n_classes)
         valid = bool(sizes[sizes < self.criteria.k].sum() <= self.limit)
         return valid, valid
 
@@ -257,6 +265,20 @@ def factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ids = np.empty(len(key), dtype=np.int32 if len(key) < 2**31 else np.int64)
     ids[order] = np.cumsum(first, dtype=ids.dtype) - 1
     return uniques, ids
+
+
+def _sorted_key_sizes(key: np.ndarray, counts: np.ndarray, bits: int) -> np.ndarray:
+    """Rows per distinct value of ``key`` (in no particular order) by one plain sort of the keys with
+    each tuple's row count packed into the low ``bits``: about half the time of densifying first
+    (an argsort and two scatters) on a sparse key space.
+
+    >>> _sorted_key_sizes(np.array([7, 3, 7, 9]), np.array([1, 2, 3, 4]), 3).tolist()
+    [2, 4, 4]
+    """
+    packed = np.sort((key << bits) | counts)
+    high = packed >> bits
+    starts = np.flatnonzero(np.concatenate(([True], high[1:] != high[:-1])))
+    return np.add.reduceat(packed & ((1 << bits) - 1), starts)
 
 
 def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
