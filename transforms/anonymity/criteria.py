@@ -92,11 +92,11 @@ class Evaluator:
         self._cache_gen = m * 4 * sum(h + 1 for h in self.heights) <= cache_bytes // 2
         self.groups = _groups(self.heights)
         self._group_codes: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, int]] = {}
+        self._group_bases: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
         self._cached_bytes = 0
         self.sensitive_codes = {name: sensitive_codes(tuples, name) for name in self._sensitive_columns()}
         self.checks = 0
         self._weights = tuples.counts.astype(np.float64)  # bincount's weights, converted once
-        self._count_bits = max(int(tuples.counts.max(initial=1)).bit_length(), 1)
 
     def _sensitive_columns(self) -> list[str]:
         names = [c.column for c in self.criteria.l_diversity] + [name for name, _ in self.criteria.t_closeness]
@@ -139,17 +139,42 @@ class Evaluator:
     def _group(self, g: int, levels: tuple[int, ...]) -> tuple[np.ndarray, int]:
         cached = self._group_codes.get((g, levels))
         if cached is None:
+            # computed on the group's distinct combinations of values, then taken back to every tuple:
+            # the same codes as combining the tuples' own, on a few times fewer rows
             members = self.groups[g]
-            key = np.zeros(len(self.tuples.counts), dtype=np.int64)
+            where, distinct = self._group_base(g)
+            m = len(self.tuples.counts)
+            key = np.zeros(len(distinct[0]), dtype=np.int64)
             space = 1
-            for i, level in zip(members, levels):
-                key = key * self.cards[i][level] + self.gen(i, level)
+            for i, base, level in zip(members, distinct, levels):
+                key *= self.cards[i][level]
+                key += self._tables[i][level][base]
                 space *= self.cards[i][level]
-            cached = _densify(key) if space > 4 * len(key) + 4096 else (key, space)
+            if space > 4 * m + 4096:
+                key, space = _densify(key)
+            cached = (key[where], space)
             cached[0].flags.writeable = False  # shared by every node with these levels
             if self._cached_bytes + cached[0].nbytes <= self._budget // 2:
                 self._group_codes[(g, levels)] = cached
                 self._cached_bytes += cached[0].nbytes
+        return cached
+
+    def _group_base(self, g: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each tuple's index among the distinct combinations of group ``g``'s quasi-identifiers' values,
+        and those combinations (the dictionary code of each member, one array per member)."""
+        cached = self._group_bases.get(g)
+        if cached is None:
+            members = self.groups[g]
+            key = np.zeros(len(self.tuples.counts), dtype=np.int64)
+            for i in members:
+                key *= len(self._tables[i][0])
+                key += self._base[i]
+            uniques, where = factorize(key)
+            distinct, rest = [], uniques
+            for i in reversed(members):
+                rest, code = np.divmod(rest, len(self._tables[i][0]))
+                distinct.append(code)
+            cached = self._group_bases[g] = (where, distinct[::-1])
         return cached
 
     def is_valid(self, node: tuple[int, ...]) -> tuple[bool, bool]:
@@ -160,12 +185,12 @@ class Evaluator:
             return result.valid, result.monotone_valid
         self.checks += 1
         classes, n_classes = self.classes(node, dense=False)
-        m = len(classes)
-        if n_classes > 4 * m + 4096 and n_classes < 1 << (63 - self._count_bits):
-            sizes = _sorted_key_sizes(classes, self.tuples.counts, self._count_bits)
+        if n_classes > 4 * len(classes) + 4096:  # a sparse key space: group the keys by a radix sort
+            order = radix_argsort(classes, n_classes)
+            ordered = classes[order]
+            starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+            sizes = np.add.reduceat(self.tuples.counts[order], starts)
         else:
-            if n_classes > 4 * m + 4096:
-                classes, n_classes = _densify(classes)
             sizes = np.bincount(classes, weights=self._weights, minlength=n_classes)
         valid = bool(sizes[sizes < self.criteria.k].sum() <= self.limit)
         return valid, valid
@@ -255,7 +280,7 @@ def factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     half the memory of a hash factorization on tables of millions of distinct tuples."""
     if len(key) == 0:
         return key.astype(np.int64), np.empty(0, np.int32)
-    order = np.argsort(key)
+    order = radix_argsort(key) if key.dtype.kind in "iu" and int(key.min()) >= 0 else np.argsort(key)
     ordered = key[order]
     first = np.empty(len(key), dtype=bool)
     first[0] = True
@@ -267,18 +292,24 @@ def factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniques, ids
 
 
-def _sorted_key_sizes(key: np.ndarray, counts: np.ndarray, bits: int) -> np.ndarray:
-    """Rows per distinct value of ``key`` (in no particular order) by one plain sort of the keys with
-    each tuple's row count packed into the low ``bits``: about half the time of densifying first
-    (an argsort and two scatters) on a sparse key space.
+def radix_argsort(key: np.ndarray, space: int | None = None) -> np.ndarray:
+    """A stable argsort of non-negative integer keys below ``space`` (default: the largest key + 1) by
+    16 bits at a time: numpy sorts ``uint16`` by radix, 1.5-4x faster than an ``int64`` argsort on
+    tables of thousands to millions of keys of up to 32 bits (measured; wider keys go to numpy).
 
-    >>> _sorted_key_sizes(np.array([7, 3, 7, 9]), np.array([1, 2, 3, 4]), 3).tolist()
-    [2, 4, 4]
+    >>> radix_argsort(np.array([70000, 3, 70000, 1, 3])).tolist()
+    [3, 1, 4, 0, 2]
     """
-    packed = np.sort((key << bits) | counts)
-    high = packed >> bits
-    starts = np.flatnonzero(np.concatenate(([True], high[1:] != high[:-1])))
-    return np.add.reduceat(packed & ((1 << bits) - 1), starts)
+    if space is None:
+        space = int(key.max(initial=0)) + 1
+    passes = max(1, (int(space - 1).bit_length() + 15) // 16)
+    if len(key) < 1024 or passes > 3 or (passes == 3 and len(key) > 1 << 17):  # where a comparison sort wins
+        return np.argsort(key, kind="stable")
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    for d in range(1, passes):
+        digit = ((key[order] >> (16 * d)) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+    return order
 
 
 def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:
