@@ -118,10 +118,13 @@ class Evaluator:
                 continue
             if space * card >= 1 << 62:
                 key, space = _densify(key)
-            key = key * card + codes
+            key = np.multiply(key, card, dtype=np.int64)  # group codes may be int32
+            key += codes
             space *= card
         if key is None:
             return np.zeros(m, dtype=np.int64), 1
+        if key.dtype != np.int64:  # a single group's cached codes
+            key = key.astype(np.int64)
         if dense and space > 4 * m + 4096:
             key, space = _densify(key)
         return key, space
@@ -152,7 +155,7 @@ class Evaluator:
                 space *= self.cards[i][level]
             if space > 4 * m + 4096:
                 key, space = _densify(key)
-            cached = (key[where], space)
+            cached = ((key.astype(np.int32) if space < 1 << 31 else key)[where], space)  # int32: half the bytes to move
             cached[0].flags.writeable = False  # shared by every node with these levels
             if self._cached_bytes + cached[0].nbytes <= self._budget // 2:
                 self._group_codes[(g, levels)] = cached
