@@ -93,6 +93,7 @@ class Evaluator:
         self.groups = _groups(self.heights)
         self._group_codes: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, int]] = {}
         self._group_bases: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+        self._group_seen: set[int] = set()
         self._cached_bytes = 0
         self.sensitive_codes = {name: sensitive_codes(tuples, name) for name in self._sensitive_columns()}
         self.checks = 0
@@ -142,10 +143,15 @@ class Evaluator:
     def _group(self, g: int, levels: tuple[int, ...]) -> tuple[np.ndarray, int]:
         cached = self._group_codes.get((g, levels))
         if cached is None:
-            # computed on the group's distinct combinations of values, then taken back to every tuple:
-            # the same codes as combining the tuples' own, on a few times fewer rows
+            # from the second level combination of a group on, computed on the group's distinct
+            # combinations of values and taken back to every tuple: the same codes as combining the
+            # tuples' own, on a few times fewer rows (the first, often the only one, goes straight)
             members = self.groups[g]
-            where, distinct = self._group_base(g)
+            if g in self._group_bases or g in self._group_seen:
+                where, distinct = self._group_base(g)
+            else:
+                self._group_seen.add(g)
+                where, distinct = None, [self._base[i] for i in members]
             m = len(self.tuples.counts)
             key = np.zeros(len(distinct[0]), dtype=np.int64)
             space = 1
@@ -155,7 +161,8 @@ class Evaluator:
                 space *= self.cards[i][level]
             if space > 4 * m + 4096:
                 key, space = _densify(key)
-            cached = ((key.astype(np.int32) if space < 1 << 31 else key)[where], space)  # int32: half the bytes to move
+            key = key.astype(np.int32) if space < 1 << 31 else key  # int32: half the bytes to move
+            cached = (key[where] if where is not None else key, space)
             cached[0].flags.writeable = False  # shared by every node with these levels
             if self._cached_bytes + cached[0].nbytes <= self._budget // 2:
                 self._group_codes[(g, levels)] = cached
@@ -172,7 +179,13 @@ class Evaluator:
             for i in members:
                 key *= len(self._tables[i][0])
                 key += self._base[i]
-            uniques, where = factorize(key)
+            space = int(np.prod([len(self._tables[i][0]) for i in members], dtype=object))
+            if space <= 4 * len(key) + 4096:  # a presence table instead of a sort
+                present = np.zeros(space, dtype=bool)
+                present[key] = True
+                uniques, where = np.flatnonzero(present), (np.cumsum(present) - 1)[key]
+            else:
+                uniques, where = factorize(key)
             distinct, rest = [], uniques
             for i in reversed(members):
                 rest, code = np.divmod(rest, len(self._tables[i][0]))
