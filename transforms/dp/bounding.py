@@ -15,8 +15,10 @@ Dask partitions:
 State (:class:`ContributionStore`): ``(unit hash, partition, value, count)`` tuples, duplicates added
 up (a mergeable reduction: the counts of two stores add), in 64 buckets by the unit hash's top bits,
 so all of a person's rows meet in one bucket. Beyond ``memory_rows`` tuples the buckets are appended
-to files in a private temporary directory; :meth:`ContributionStore.buckets` reads one bucket at a
-time, so memory is bounded by ``memory_rows`` plus one bucket (about 1/64 of the distinct tuples).
+to files in a private temporary directory; :meth:`ContributionStore.buckets` reads runs of buckets
+of about ``memory_rows`` tuples, so memory is bounded by about twice ``memory_rows`` plus one bucket
+(1/64 of the distinct tuples). Sums are kept per bucket (then added exactly), so where the tuples
+sat (memory or disk) and how buckets were grouped never changes a released value.
 Nothing raw is held or spilled: units and private keys as 64-bit hashes, values clipped to the bounds.
 
 >>> u = hash_values(pa.array(["ann", "ann", "ann", "bob"]))
@@ -127,7 +129,7 @@ class ContributionStore:
         self._add_compacted(*compact(np.asarray(unit, np.uint64), np.asarray(part, np.uint64), value, count))
 
     def _add_compacted(self, unit: np.ndarray, part: np.ndarray, value: np.ndarray, count: np.ndarray) -> None:
-        bucket = (unit >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+        bucket = bucket_of(unit)
         order = np.argsort(bucket, kind="stable")
         bounds = np.searchsorted(bucket[order], np.arange(N_BUCKETS + 1))
         for b in range(N_BUCKETS):
@@ -184,11 +186,20 @@ class ContributionStore:
             self._compact_or_spill()
 
     def buckets(self) -> Iterator[Tuples]:
-        """Each non-empty bucket, compacted (sorted by unit, partition, value), one at a time."""
+        """Runs of consecutive buckets of about ``memory_rows`` tuples (all of them when nothing was
+        spilled), compacted: sorted by (unit, partition, value), so each person's tuples are together."""
+        group: list[Tuples] = []
+        size = 0
         for b in range(N_BUCKETS):
             chunks = self._read_spilled(b) + self._chunks[b]
             if chunks:
-                yield compact(*_concat(chunks))
+                group.append(compact(*_concat(chunks)))
+                size += len(group[-1][0])
+            if size >= self.memory_rows:
+                yield _concat(group)
+                group, size = [], 0
+        if group:
+            yield _concat(group)
 
     def close(self) -> None:
         """Remove the spill directory, if any."""
@@ -225,8 +236,10 @@ def _concat(chunks: list[Tuples]) -> Tuples:
 @dataclass
 class Bounded:
     """What one bucket keeps after bounding: one entry per kept (partition, value) of a person, with
-    ``weight`` rows; ``dropped`` rows were dropped; ``users``: per kept partition, its number of people."""
+    ``weight`` rows, and its person's ``bucket``; ``dropped`` rows were dropped; ``user_parts`` and
+    ``user_counts``: the kept partitions and their numbers of people."""
 
+    bucket: np.ndarray
     part: np.ndarray
     value: np.ndarray
     weight: np.ndarray
@@ -248,7 +261,7 @@ def bound(unit: np.ndarray, part: np.ndarray, value: np.ndarray, count: np.ndarr
     n = len(unit)
     empty = np.zeros(0, dtype=np.uint64)
     if n == 0:
-        return Bounded(empty, np.zeros(0), np.zeros(0, np.int64), total, empty, np.zeros(0, np.int64))
+        return Bounded(np.zeros(0, np.int64), empty, np.zeros(0), np.zeros(0, np.int64), total, empty, np.zeros(0, np.int64))
     # pairs (person, partition): input is sorted by unit, then partition
     new_pair = np.ones(n, dtype=bool)
     new_pair[1:] = (unit[1:] != unit[:-1]) | (part[1:] != part[:-1])
@@ -289,7 +302,12 @@ def bound(unit: np.ndarray, part: np.ndarray, value: np.ndarray, count: np.ndarr
         weight[rows] = kept_rows[rows]
     kept = weight > 0
     user_parts, user_counts = np.unique(pair_part[pair_kept], return_counts=True)
-    return Bounded(part[kept], value[kept], weight[kept], total - int(weight.sum()), user_parts, user_counts)
+    return Bounded(bucket_of(unit[kept]), part[kept], value[kept], weight[kept], total - int(weight.sum()), user_parts, user_counts)
+
+
+def bucket_of(unit: np.ndarray) -> np.ndarray:
+    """The bucket of each unit hash: its top ``BUCKET_BITS`` bits."""
+    return (np.asarray(unit, dtype=np.uint64) >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
 
 
 __all__ = ["Bounded", "ContributionStore", "N_BUCKETS", "bound", "compact", "hash_values", "mix", "sampler_seeds"]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .bounding import Bounded, ContributionStore, bound, hash_values, mix
+from .bounding import N_BUCKETS, Bounded, ContributionStore, bound, bucket_of, hash_values, mix
 from .columns import BatchView
 from .mechanisms import NoiseSource
 from .partitions import Selection, select_partitions
@@ -206,7 +206,7 @@ class PersonQuery:
             self.rows_dropped += b.dropped
             self.rows_kept += int(b.weight.sum())
             index = b.part.astype(np.int64) if keys is None else np.searchsorted(keys, b.part)
-            _accumulate(query, index, b.value, b.weight, n_keys)
+            _accumulate(query, index, b.value, b.weight, n_keys, b.bucket)
         self.store.close()
         if n_keys == 0:
             return []
@@ -217,15 +217,16 @@ def _bound(bucket: tuple[np.ndarray, ...], *, seed: int, max_partitions: int, ma
            allowed: np.ndarray | None = None) -> Bounded:
     if per_person:
         return bound(*bucket, seed=seed, max_partitions=max_partitions, max_rows=max_rows, allowed=allowed)
-    _, part, value, count = bucket  # each row its own unit: nothing to bound
+    unit, part, value, count = bucket  # each row its own unit: nothing to bound
     if allowed is not None:
         keep = np.isin(part, allowed)
         dropped = int(count[~keep].sum())
-        part, value, count = part[keep], value[keep], count[keep]
+        unit, part, value, count = unit[keep], part[keep], value[keep], count[keep]
     else:
         dropped = 0
     user_parts, inverse = np.unique(part, return_inverse=True)
-    return Bounded(part, value, count, dropped, user_parts, np.bincount(inverse, weights=count).astype(np.int64))
+    return Bounded(bucket_of(unit), part, value, count, dropped, user_parts,
+                   np.bincount(inverse, weights=count, minlength=len(user_parts)).astype(np.int64))
 
 
 def _add_up(parts: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -236,8 +237,10 @@ def _add_up(parts: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarr
     return keys, np.bincount(inverse, weights=np.concatenate(counts), minlength=len(keys)).astype(np.int64)
 
 
-def _accumulate(query: Query, index: np.ndarray, value: np.ndarray, weight: np.ndarray, n_keys: int) -> None:
-    """Add one bucket's bounded rows into the query's exact statistics."""
+def _accumulate(query: Query, index: np.ndarray, value: np.ndarray, weight: np.ndarray, n_keys: int,
+                bucket: np.ndarray) -> None:
+    """Add bounded rows into the query's exact statistics; float sums one partial per bucket (added
+    exactly at release), so they do not depend on how buckets were grouped or batches cut."""
     w = weight.astype(np.float64)
     if isinstance(query, Histogram):
         cells = index * query.n_bins + value.astype(np.int64)
@@ -245,9 +248,12 @@ def _accumulate(query: Query, index: np.ndarray, value: np.ndarray, weight: np.n
         query.counts += np.rint(counts).astype(np.int64).reshape(query.counts.shape)
     elif isinstance(query, _Moments):
         query.n += np.rint(np.bincount(index, weights=w, minlength=n_keys)).astype(np.int64)
-        query._total.add(np.bincount(index, weights=w * value, minlength=n_keys))
+        cells, size = bucket * n_keys + index, N_BUCKETS * n_keys
         d = value - query.mid
-        query._squares.add(np.bincount(index, weights=w * d * d, minlength=n_keys))
+        for target, weights in ((query._total, w * value), (query._squares, w * d * d)):
+            per_bucket = np.bincount(cells, weights=weights, minlength=size).reshape(N_BUCKETS, n_keys)
+            for row in per_bucket[np.unique(bucket)]:
+                target.add(row)
     else:
         query.n += np.rint(np.bincount(index, weights=w, minlength=n_keys)).astype(np.int64)  # type: ignore[attr-defined]
 
