@@ -197,6 +197,10 @@ def _check_privacy_unit(config: PipelineConfig) -> list[str]:
                 "name the column that identifies the person a row belongs to"]
     problems = []
     for index, entry in enumerate(config.stages):
+        if entry.tag in ("drop", "encrypt") and unit in entry.params.columns and any(e.tag in SINK_STAGES for e in config.stages):
+            problems.append(f"{stage_path(index, entry.tag)}: the train stage groups rows by budget.privacy_unit '{unit}', "
+                            f"which this stage {'drops' if entry.tag == 'drop' else 'encrypts at random'}; "
+                            "pseudonymize or tokenize it instead")
         if entry.tag in RELEASE_STAGES:
             for q_index, query in enumerate(entry.params.queries):
                 if unit in entry.params.grouping(query) or query.column == unit and query.stat != "count":
