@@ -18,8 +18,8 @@ Persons are split into training and held-out people (never trained on) before an
 
 >>> import numpy as np
 >>> train_rows, held_rows = holdout_people(np.array([0, 0, 1, 1, 1, 2]), 0.34, np.random.default_rng(0))
->>> sorted(set(np.array([0, 0, 1, 1, 1, 2])[held_rows]))   # whole people are held out
-[0]
+>>> train_rows.tolist(), held_rows.tolist()   # person 2 held out whole, persons 0 and 1 trained on
+([0, 1, 2, 3, 4], [5])
 """
 
 from __future__ import annotations
