@@ -75,7 +75,8 @@ def releases(run_dir: Path) -> list[tuple[Any, ...]]:
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("dp-people")
     table = visits()
-    return {"one": write_input(root / "one", table, 1, table.num_rows), "split": write_input(root / "split", table, 3, 150)}
+    return {"one": write_input(root / "one", table, 1, table.num_rows), "split": write_input(root / "split", table, 3, 150),
+            "groups": write_input(root / "groups", table, 1, 600)}
 
 
 def test_rows_spread_over_files_and_batches_give_the_one_batch_result(tmp_path: Path, inputs: dict[str, Path]) -> None:
@@ -136,3 +137,17 @@ def test_private_keys_without_a_selection_budget_fail_closed(tmp_path: Path, inp
     path.write_text(yaml.safe_dump(document))
     assert_clean_failure(cli("run", path), 2, "selection: {epsilon: E, delta: D}")
     assert not (tmp_path / "closed").exists()
+
+
+def test_spilled_contributions_on_dask_processes_give_the_in_memory_result(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    """``memory_rows`` below the contributions: tables spill to disk in every worker process and on
+    the client, travel pickled, and the released values do not change."""
+    pytest.importorskip("dask")
+    memory = api.run(config(tmp_path, inputs["one"], "memory", io={"batch_rows": 100_000}))
+    path = config(tmp_path, inputs["groups"], "spilled", io={"batch_rows": 500, "partition_rows": 1800})  # 1800 + 600 rows
+    document = yaml.safe_load(path.read_text())
+    document["stages"][0]["dp_stats"]["memory_rows"] = 1024
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    spilled = api.run(path, engine="dask", scheduler="processes")
+    assert releases(memory.run_dir) == releases(spilled.run_dir)
+    assert memory.report["stages"][0]["local_not_dp"] == spilled.report["stages"][0]["local_not_dp"]

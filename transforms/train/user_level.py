@@ -139,8 +139,10 @@ def person_gradients(model: Any, images: Any, labels: Any, owner: Any, people: i
     from torch import nn
 
     counts = torch.bincount(owner, minlength=people).clamp(min=1).to(images.dtype)
-    loss = (nn.functional.cross_entropy(model(images), labels, reduction="none") / counts[owner]).sum()
-    loss.backward()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")  # inputs need no gradient
+        loss = (nn.functional.cross_entropy(model(images), labels, reduction="none") / counts[owner]).sum()
+        loss.backward()
     for param in model.parameters():  # per-row gradients (already divided by the person's rows) summed per person
         if param.requires_grad and getattr(param, "grad_sample", None) is not None:
             grouped = param.grad_sample.new_zeros((people, *param.shape))

@@ -100,3 +100,18 @@ def test_hash_is_the_same_for_a_value_in_any_batch_and_type_layout() -> None:
     assert a[0] == a[3] == b[1] and a[1] == b[0] and a[2] != a[0]
     ints = hash_values(pa.array([1, 2, 3], pa.int64()))
     assert ints[0] == hash_values(pa.chunked_array([[7], [1]]))[1]
+
+
+def test_a_spilled_store_travels_pickled_with_its_tuples() -> None:
+    import pickle
+
+    unit, part, value = _people(1500, 3, 4, seed=8)
+    store = ContributionStore(memory_rows=1024)
+    for chunk in np.array_split(np.arange(unit.size), 5):
+        store.add(unit[chunk], part[chunk], value[chunk])
+    assert store.spilled_tuples > 0
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy._dir is None
+    for a, b in zip(_bound_all(store, seed=2, max_partitions=1, max_rows=1), _bound_all(copy, seed=2, max_partitions=1, max_rows=1)):
+        np.testing.assert_array_equal(a, b)
+    store.close()
