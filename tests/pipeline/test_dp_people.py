@@ -151,3 +151,21 @@ def test_spilled_contributions_on_dask_processes_give_the_in_memory_result(tmp_p
     spilled = api.run(path, engine="dask", scheduler="processes")
     assert releases(memory.run_dir) == releases(spilled.run_dir)
     assert memory.report["stages"][0]["local_not_dp"] == spilled.report["stages"][0]["local_not_dp"]
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"drop": {"columns": ["pid"]}}, "which this stage drops"),
+    ({"encrypt": {"columns": ["pid"]}}, "which this stage encrypts at random"),
+])
+def test_training_over_people_refuses_a_unit_the_pipeline_drops_or_encrypts(stage, message) -> None:
+    from privprep.schemas.config import PipelineConfig, check_references
+
+    cfg = PipelineConfig.model_validate({
+        "version": 1, "input": "in.parquet", "output": "out/",
+        "budget": {"epsilon": 4, "ledger": "l.json", "privacy_unit": "pid"},
+        "columns": {"pid": {"role": "identifier"}, "image": {"role": "insensitive"},
+                    "label": {"role": "insensitive", "categories": [0, 1]}},
+        "stages": [stage, {"train": {"image": "image", "label": "label", "target_epsilon": 1.0}}],
+    })
+    problems = check_references(cfg)
+    assert any(message in p and p.startswith("stages[0]") for p in problems), problems
