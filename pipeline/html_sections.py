@@ -251,6 +251,7 @@ def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
             facts.append((label, esc(s[key])))
     if s.get("seeded"):
         facts.append(("Noise", "<span class='badge warn'>seeded: reproducible, for tests only</span>"))
+    facts.extend(_people_facts(s))
     rows = [[num(r.get("query")), code(r["column"]), esc(r["stat"]), _where(r), f"<b>{num(r['value'])}</b>",
              f"± {num(r['error_95'])}", num(r["epsilon"]), esc(r["mechanism"]),
              "–" if r.get("bounds") is None else f"[{num(r['bounds'][0])}, {num(r['bounds'][1])}]", num(r["noise_scale"])]
@@ -262,7 +263,8 @@ def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     if page.plots:
         queries: dict[Any, list[dict[str, Any]]] = {}
         for r in releases:
-            queries.setdefault((r.get("query"), r["column"], r["stat"], r.get("by")), []).append(r)
+            by = r.get("by")
+            queries.setdefault((r.get("query"), r["column"], r["stat"], ", ".join(by) if isinstance(by, list) else by), []).append(r)
         for n, ((q, column, stat, by), group) in enumerate(queries.items()):
             title = f"{stat} of {column}" + (f" by {by}" if by else "") + f"  (ε {group[0]['epsilon']:.3g})"
             name = f"dp-{index + 1}-{n + 1}"
@@ -271,12 +273,31 @@ def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
         figs = f"<div class='plots2'>{figs}</div>"
     local = _local(s.get("local_not_dp"))
     body = f"{table(facts)}<h3>Released values</h3><div class='scroll'>{table_html}</div>{more}{figs}{local}"
-    return body, {"releases", "epsilon", "delta", "neighbouring", "composition", "seeded", "local_not_dp"}
+    return body, {"releases", "epsilon", "delta", "neighbouring", "composition", "seeded", "local_not_dp",
+                  "privacy_unit", "contribution_bounds", "partition_selection"}
+
+
+def _people_facts(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The privacy unit, its contribution bounds and the private key selections (counts only)."""
+    facts = []
+    if s.get("privacy_unit"):
+        facts.append(("Privacy unit", f"one person: every row of one {code(s['privacy_unit'])} value"))
+    bounds = s.get("contribution_bounds")
+    if bounds:
+        facts.append(("Contribution bounds", f"at most {num(bounds.get('max_partitions_contributed'))} group(s) per person, "
+                                             f"{num(bounds.get('max_contributions_per_partition'))} row(s) per group"))
+    for sel in s.get("partition_selection") or []:
+        facts.append((f"Keys of {names(sel.get('group_by') or [])}",
+                      f"selected privately ({esc(sel.get('mechanism'))}, ε {num(sel.get('epsilon'))}, δ {num(sel.get('delta'))}, "
+                      f"threshold {num(sel.get('threshold'))} people): {num(sel.get('keys_released'))} released"))
+    return facts
 
 
 def _where(r: dict[str, Any]) -> str:
     parts = []
-    if r.get("by") is not None:
+    if isinstance(r.get("by"), list):
+        parts.append(", ".join(f"{code(b)} = {esc(g)}" for b, g in zip(r["by"], r.get("group") or [])))
+    elif r.get("by") is not None:
         parts.append(f"{code(r['by'])} = {esc(r.get('group'))}")
     if r.get("bin") is not None:
         b = r["bin"]
@@ -298,6 +319,12 @@ def _local(local: dict[str, Any] | None) -> str:
     for key, label in (("missing", "Missing values"), ("outside_categories", "Values outside the declared categories")):
         if local.get(key):
             parts.append(grid(["Column", label], [[code(c), num(n)] for c, n in local[key].items()]))
+    if local.get("bounding"):
+        parts.append(grid(["Query", "Rows kept by contribution bounding", "Rows dropped by contribution bounding"],
+                          [[num(b["query"]), num(b["rows_kept"]), num(b["rows_dropped"])] for b in local["bounding"]]))
+    if local.get("keys"):
+        parts.append(grid(["Grouped by", "Keys observed", "Keys suppressed (never shown)"],
+                          [[names(k["group_by"]), num(k["keys_observed"]), num(k["keys_suppressed"])] for k in local["keys"]]))
     return ("<details class='local'><summary>Exact local counts: <b>not differentially private</b>, "
             f"for the data owner only</summary>{''.join(parts)}</details>")
 

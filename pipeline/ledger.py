@@ -73,7 +73,7 @@ def planned_spends(config: Any) -> list[PlannedSpend]:
     for index, entry in enumerate(config.stages):
         path = stage_path(index, entry.tag)
         if entry.tag in RELEASE_STAGES:
-            spends.append(PlannedSpend(path, entry.tag, float(entry.params.epsilon), 0.0))
+            spends.append(PlannedSpend(path, entry.tag, float(entry.params.epsilon), entry.params.delta_spent()))
         elif entry.tag in SINK_STAGES:
             delta = entry.params.delta if entry.params.delta is not None else budget_delta
             spends.append(PlannedSpend(path, entry.tag, float(entry.params.target_epsilon), float(delta)))

@@ -78,7 +78,7 @@ def build_plan(loaded: LoadedConfig) -> Plan:
     stages = []
     for index, entry in enumerate(cfg.stages):
         path = stage_path(index, entry.tag)
-        context = StageContext(columns=dict(cfg.columns), resolve_key=keys, base_dir=loaded.base_dir, path=path)
+        context = StageContext(columns=dict(cfg.columns), resolve_key=keys, base_dir=loaded.base_dir, path=path, budget=cfg.budget)
         try:
             stages.append(registry.get(entry.tag).from_config(entry.params, context=context))
         except PrivprepError as exc:

@@ -67,6 +67,15 @@ class Budget(StrictModel):
     allow_input_change: bool = Field(
         False, description="keep adding to a ledger whose recorded input differs from this input (the same dataset, changed)"
     )
+    privacy_unit: ColumnName | None = Field(
+        None, description="column naming the person a row belongs to: every DP release protects a person (all their rows), not a row"
+    )
+    max_partitions_contributed: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1, description="with privacy_unit: groups one person may contribute to (more are dropped at random); a dp_stats stage may override it"
+    )
+    max_contributions_per_partition: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1, description="with privacy_unit: rows one person may contribute to one group (more are dropped at random); a dp_stats stage may override it"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Budget":
@@ -159,6 +168,7 @@ def check_references(config: PipelineConfig) -> list[str]:
         if name in SINK_STAGES and index != len(names) - 1:
             problems.append(f"{path}: a '{name}' stage must be the last stage")
     problems.extend(_check_budget(config))
+    problems.extend(_check_privacy_unit(config))
     if sum(n in GLOBAL_STAGES for n in names) > 1:
         problems.append(
             "stages: at most one k_anonymity stage per pipeline"
@@ -174,6 +184,28 @@ def check_references(config: PipelineConfig) -> list[str]:
         for column in config.output_encryption.columns:
             if column not in declared:
                 problems.append(f"output_encryption.columns: column '{column}' is not declared under 'columns'")
+    return problems
+
+
+def _check_privacy_unit(config: PipelineConfig) -> list[str]:
+    """``budget.privacy_unit`` must name a declared column; dp_stats may not group by it."""
+    unit = config.budget.privacy_unit if config.budget is not None else None
+    if unit is None:
+        return []
+    if unit not in config.columns:
+        return [f"budget.privacy_unit: column '{unit}' is not declared under 'columns'{did_you_mean(unit, set(config.columns))}; "
+                "name the column that identifies the person a row belongs to"]
+    problems = []
+    for index, entry in enumerate(config.stages):
+        if entry.tag in ("drop", "encrypt") and unit in entry.params.columns and any(e.tag in SINK_STAGES for e in config.stages):
+            problems.append(f"{stage_path(index, entry.tag)}: the train stage groups rows by budget.privacy_unit '{unit}', "
+                            f"which this stage {'drops' if entry.tag == 'drop' else 'encrypts at random'}; "
+                            "pseudonymize or tokenize it instead")
+        if entry.tag in RELEASE_STAGES:
+            for q_index, query in enumerate(entry.params.queries):
+                if unit in entry.params.grouping(query) or query.column == unit and query.stat != "count":
+                    problems.append(f"{stage_path(index, entry.tag)}.queries[{q_index}]: '{unit}' is the privacy unit; "
+                                    "a query may count it but not group by it or measure it")
     return problems
 
 
@@ -211,9 +243,24 @@ def check_dp_queries(columns: dict[str, ColumnSpec], params: Any, path: str) -> 
         if query.by is not None:
             by_spec = columns.get(query.by)
             if by_spec is not None and by_spec.categories is None:
-                problems.append(f"{where}: grouping by '{query.by}' needs declared categories under columns.{query.by}")
-            if query.by == query.column:
+                problems.append(f"{where}: grouping by '{query.by}' needs declared categories under columns.{query.by} "
+                                "(or use group_by: [...], whose undeclared keys are selected privately)")
+        for column in params.grouping(query):
+            if column == query.column:
                 problems.append(f"{where}: a query cannot be grouped by its own column '{query.column}'")
+            elif columns.get(column) is not None and columns[column].role == "identifier":
+                problems.append(f"{where}: cannot group by '{column}', an identifier: its values would be released as group keys")
+    private = [q for q in params.queries if any(columns.get(c) is not None and columns[c].categories is None
+                                                 for c in params.grouping(q))]
+    selection = getattr(params, "selection", None)
+    if private and selection is None:
+        names = ", ".join(c for c in params.grouping(private[0]) if columns.get(c) is not None and columns[c].categories is None)
+        problems.append(
+            f"{path}: group_by column(s) {names} declare no categories, so their keys are selected privately, which spends "
+            "budget: add selection: {epsilon: E, delta: D} to the stage (or declare categories: [...] to make the keys public)"
+        )
+    if selection is not None and not private:
+        problems.append(f"{path}.selection: no query groups by a column without declared categories; remove 'selection'")
     return problems
 
 
@@ -238,6 +285,9 @@ def _check_budget(config: PipelineConfig) -> list[str]:
         cost = getattr(entry.params, "epsilon", None) if entry.tag in RELEASE_STAGES else getattr(entry.params, "target_epsilon", None)
         if entry.tag in RELEASE_STAGES + SINK_STAGES and cost is not None and cost > config.budget.epsilon:
             problems.append(f"{stage_path(i, entry.tag)}: epsilon {cost:g} is more than the whole budget.epsilon {config.budget.epsilon:g}")
+        if entry.tag in RELEASE_STAGES and entry.params.delta_spent() > config.budget.delta:
+            problems.append(f"{stage_path(i, entry.tag)}.selection.delta: {entry.params.delta_spent():g} is more than the whole "
+                            f"budget.delta {config.budget.delta:g}; raise budget.delta (e.g. 1e-5) or lower selection.delta")
     return problems
 
 

@@ -183,6 +183,9 @@ class DpQuery(StrictModel):
     stat: Stat
     epsilon: Epsilon | None = None
     by: ColumnName | None = Field(None, description="group by this column's declared categories")
+    group_by: ColumnList | None = Field(
+        None, description="group by these columns: keys of columns with declared categories are public; the others are selected privately"
+    )
     bins: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # one counter per bin and group, in memory
     range: tuple[float, float] | None = None
     quantiles: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] | None = None
@@ -199,7 +202,18 @@ class DpQuery(StrictModel):
             raise ValueError("'bins' applies only to stats 'histogram' and 'quantile'")
         if self.range is not None and self.stat == "count":
             raise ValueError("'range' does not apply to stat 'count' (a count needs no bounds)")
+        if self.by is not None and self.group_by is not None:
+            raise ValueError("give either 'by' or 'group_by', not both")
         return self
+
+
+class SelectionParams(StrictModel):
+    """Private selection of group keys not declared in the config: thresholded Laplace noise on the
+    number of people per key (Desfontaines et al. 2022, as PipelineDP and Tumult Analytics do)."""
+
+    epsilon: Epsilon = Field(description="taken from the stage's epsilon; split evenly between the stage's private groupings")
+    delta: Annotated[float, Field(gt=0, lt=1)] = Field(description="the chance a key of one person is released; spent from budget.delta")
+    mechanism: Literal["laplace"] = "laplace"
 
 
 class DpStatsParams(StrictModel):
@@ -209,31 +223,60 @@ class DpStatsParams(StrictModel):
     epsilon: Epsilon = Field(description="the stage's total spend; queries without their own epsilon share what is left evenly")
     queries: Annotated[list[DpQuery], Field(min_length=1)]
     seed: int | None = Field(None, description="seed of the noise, for reproducible tests only")
+    group_by: ColumnList | None = Field(None, description="default group_by of the queries that give neither 'by' nor 'group_by'")
+    selection: SelectionParams | None = Field(None, description="budget for selecting group keys not declared in the config")
+    max_partitions_contributed: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        None, description="overrides budget.max_partitions_contributed for this stage"
+    )
+    max_contributions_per_partition: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        None, description="overrides budget.max_contributions_per_partition for this stage"
+    )
+    memory_rows: Annotated[int, Field(ge=1024)] = Field(
+        4_000_000, description="with a privacy unit: contributions held in memory per query; beyond it they spill to a private temporary directory"
+    )
 
     @model_validator(mode="after")
     def _check_split(self) -> "DpStatsParams":
         given = [q.epsilon for q in self.queries if q.epsilon is not None]
         total, rest = sum(given), len(self.queries) - len(given)
+        available = self.query_budget()
+        what = "the stage's epsilon" if self.selection is None else "the stage's epsilon less selection.epsilon"
         slack = 1e-9 * self.epsilon
-        if total > self.epsilon + slack:
-            raise ValueError(f"the queries' own epsilons add up to {total:g}, more than the stage's epsilon {self.epsilon:g}")
-        if rest and total >= self.epsilon - slack:
-            raise ValueError(f"the queries' own epsilons use all of the stage's epsilon {self.epsilon:g}; {rest} query(ies) get none")
-        if not rest and total < self.epsilon - slack:
+        if self.selection is not None and available <= slack:
+            raise ValueError(f"selection.epsilon {self.selection.epsilon:g} leaves nothing of the stage's epsilon {self.epsilon:g} for the queries")
+        if total > available + slack:
+            raise ValueError(f"the queries' own epsilons add up to {total:g}, more than {what} {available:g}")
+        if rest and total >= available - slack:
+            raise ValueError(f"the queries' own epsilons use all of {what} {available:g}; {rest} query(ies) get none")
+        if not rest and total < available - slack:
             raise ValueError(
-                f"every query has its own epsilon, adding up to {total:g}, but the stage's epsilon is {self.epsilon:g}; make them equal"
+                f"every query has its own epsilon, adding up to {total:g}, but {what} is {available:g}; make them equal"
             )
         return self
 
+    def query_budget(self) -> float:
+        """What the queries share: the stage's epsilon less the selection of private keys."""
+        return self.epsilon - (self.selection.epsilon if self.selection is not None else 0.0)
+
     def query_epsilons(self) -> list[float]:
-        """Each query's epsilon: its own, or an even share of what the others leave of the stage's epsilon."""
+        """Each query's epsilon: its own, or an even share of what the others leave of the queries' budget."""
         given = [q.epsilon for q in self.queries if q.epsilon is not None]
         rest = len(self.queries) - len(given)
-        share = (self.epsilon - sum(given)) / rest if rest else 0.0
+        share = (self.query_budget() - sum(given)) / rest if rest else 0.0
         return [q.epsilon if q.epsilon is not None else share for q in self.queries]
 
+    def grouping(self, query: DpQuery) -> list[str]:
+        """The columns a query groups by: its ``by``, its ``group_by``, or the stage's ``group_by``."""
+        if query.by is not None:
+            return [query.by]
+        return list(query.group_by if query.group_by is not None else (self.group_by or []))
+
+    def delta_spent(self) -> float:
+        """The delta this stage spends: selection.delta when it selects keys privately, else 0."""
+        return float(self.selection.delta) if self.selection is not None else 0.0
+
     def referenced(self) -> list[str]:
-        return sorted({q.column for q in self.queries} | {q.by for q in self.queries if q.by})
+        return sorted({q.column for q in self.queries} | {c for q in self.queries for c in self.grouping(q)})
 
 
 class TrainParams(StrictModel):
@@ -279,6 +322,7 @@ StageSpec = one_key_union("stage", STAGE_PARAMS)
 __all__ = [
     "STAGE_PARAMS",
     "DpQuery",
+    "SelectionParams",
     "DpStatsParams",
     "DropParams",
     "EncryptParams",

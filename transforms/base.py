@@ -42,6 +42,7 @@ class StageContext:
     resolve_key: KeyResolver | None = None
     base_dir: Path = Path(".")
     path: str = "stages"
+    budget: Any = None  # the config's ``budget:`` (privacy unit and contribution bounds for DP stages)
 
 
 class Stage(ABC):
