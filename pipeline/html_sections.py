@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from . import plots as P
 from .html_report import DP_TABLE_ROWS, KIND_TEXT, cards, code, esc, grid, names, num, pct, raw, table
 
 COMMON = {"name", "kind", "seconds", "rows_in", "rows_out"}
 PROTECTION = {"pseudonymize": "pseudonymized", "tokenize": "tokenized", "encrypt": "encrypted", "mask": "masked", "drop": "dropped"}
+#: A stage section's body from its report entry: (html, the entry keys it showed).
+Render = Callable[[Any, int, dict[str, Any]], tuple[str, set[str]]]
+#: Stage name -> its section renderer (each registered where it is defined); others get :func:`_columns`.
+SECTIONS: dict[str, Render] = {}
+
+
+def renders(name: str) -> Callable[[Render], Render]:
+    """Decorator: the section of stage ``name`` in ``report.html``."""
+
+    def add(render: Render) -> Render:
+        SECTIONS[name] = render
+        return render
+
+    return add
 
 
 # -- summary ------------------------------------------------------------------------------------------------
@@ -162,9 +176,7 @@ def stage_section(page: Any, index: int, s: dict[str, Any]) -> str:
     )
     facts = [("Rows in", num(s.get("rows_in"))), ("Rows out", num(s.get("rows_out"))), ("Seconds", f"{s['seconds']:.3g}")]
     common = "<div class='facts'>" + "".join(f"<span><b>{k}</b> {v}</span>" for k, v in facts) + "</div>"
-    from .html_federated import section as _federated
-
-    render = {"k_anonymity": _k_anonymity, "dp_stats": _dp_stats, "train": _train, "federated_train": _federated}.get(s["name"], _columns)
+    render = SECTIONS.get(s["name"], _columns)
     body, used = (_columns if s.get("plugin") else render)(page, index, s)
     extra = {k: v for k, v in s.items() if k not in COMMON | used and v not in (None, {}, [])}
     more = ""
@@ -186,6 +198,7 @@ def _columns(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     return (table(rows) if rows else ""), set(labels)
 
 
+@renders("k_anonymity")
 def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     search = s["search"]
     rows_total = search.get("rows") or s.get("rows_in")
@@ -242,6 +255,7 @@ def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str
     return body, used
 
 
+@renders("dp_stats")
 def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     releases = s["releases"]
     eps = stage_epsilon(s)
@@ -302,6 +316,7 @@ def _local(local: dict[str, Any] | None) -> str:
             f"for the data owner only</summary>{''.join(parts)}</details>")
 
 
+@renders("train")
 def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     keys = [("epsilon", "ε"), ("delta", "δ"), ("accountant", "Accountant"), ("noise_multiplier", "Noise multiplier"),
             ("max_grad_norm", "Max gradient norm"), ("sample_rate", "Sample rate"), ("epochs", "Epochs"), ("steps", "Steps"),
@@ -317,3 +332,10 @@ def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     if history and not fig:
         fig = grid(["Epoch", "Accuracy", "ε"], [[num(h["epoch"]), pct(h.get("accuracy")), num(h.get("epsilon"))] for h in history])
     return f"{kpis}{table(rows)}{fig}", {k for k, _ in keys} | {"accuracy", "history"}
+
+
+@renders("federated_train")
+def _federated(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
+    from .html_federated import section  # imported on use: html_federated imports this module's helpers
+
+    return section(page, index, s)
