@@ -111,9 +111,14 @@ def stage_epsilon(s: dict[str, Any]) -> float:
     return _query_epsilon(s.get("releases") or []) if isinstance(s.get("releases"), list) else 0.0
 
 
+def _spends(s: dict[str, Any]) -> bool:
+    """Whether a stage entry is a DP stage's: releases and sinks (DP training) spend budget."""
+    return s["kind"] in ("release", "sink")
+
+
 def budget_segments(doc: dict[str, Any]) -> list[tuple[str, float]]:
     """Spends for the budget bar: earlier runs, then each DP stage of this run."""
-    this_run = [(f"{i + 1}. {s['name']}", stage_epsilon(s)) for i, s in enumerate(doc["stages"]) if s["name"] in ("dp_stats", "train")]
+    this_run = [(f"{i + 1}. {s['name']}", stage_epsilon(s)) for i, s in enumerate(doc["stages"]) if _spends(s)]
     spent = doc["budget"]["spent_epsilon"] if doc.get("budget") else 0.0
     earlier = max(spent - math.fsum(e for _, e in this_run), 0.0)
     return [("earlier runs", earlier), *this_run]
@@ -127,7 +132,7 @@ def _budget(page: Any) -> str:
 
         return budgets(doc)
     if not b:
-        if any(s["name"] in ("dp_stats", "train") for s in doc["stages"]):
+        if any(_spends(s) for s in doc["stages"]):
             return "<p class='muted'>This report holds no budget section.</p>"
         return "<p class='muted'>No DP stage ran: no privacy budget was spent.</p>"
     segments = budget_segments(doc)

@@ -7,8 +7,9 @@ A stage is a small class with keyword-only parameters, a stable registry ``name`
 * ``release`` — ``observe`` every batch, then ``release`` noisy values once (:class:`ReleaseStage`);
 * ``sink`` — consumes the finished output (:class:`SinkStage`).
 
-Stages work on whole Arrow tables; :meth:`MapStage.apply` also takes a pandas DataFrame or Series and
-returns the same kind of object, never mutating its input.
+The runner dispatches on these four base classes (``isinstance``), never on ``kind`` or ``name``;
+``kind`` is what the report calls the stage. Stages work on whole Arrow tables; :meth:`MapStage.apply`
+also takes a pandas DataFrame or Series and returns the same kind of object, never mutating its input.
 """
 
 from __future__ import annotations
