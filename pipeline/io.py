@@ -248,6 +248,21 @@ def _column_name(schema: pa.Schema, index: int) -> str:
     return f"column '{schema.names[index]}'" if 0 <= index < len(schema.names) else f"column #{index}"
 
 
+@dataclass(frozen=True)
+class WriterSpec:
+    """How a run's output parts are written, wherever and by whichever engine (it pickles)."""
+
+    schema: pa.Schema
+    rows_per_file: int
+    compression: str
+
+    def open(self, directory: Path, *, encryption: Callable[[], Any] | None = None,
+             file_metadata: Callable[[], dict[str, str]] | None = None, prefix: str = "part") -> "PartWriter":
+        """A :class:`PartWriter` of parts under ``directory`` (see there for ``encryption`` and ``file_metadata``)."""
+        return PartWriter(directory, self.schema, rows_per_file=self.rows_per_file, compression=self.compression,
+                          encryption=encryption, file_metadata=file_metadata, prefix=prefix)
+
+
 class PartWriter:
     """Write tables as ``part-00000.parquet``, ``part-00001.parquet`` ... of at most ``rows_per_file`` rows."""
 
