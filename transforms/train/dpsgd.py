@@ -179,8 +179,13 @@ def train_dp(
     classes: int,
     device: str | None = None,
     threads: int | None = None,
+    inputs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FitOutcome:
-    """Train a fresh network of ``settings.model`` on ``train`` with DP-SGD and measure its accuracy on ``holdout``."""
+    """Train a fresh network of ``settings.model`` on ``train`` with DP-SGD and measure its accuracy on ``holdout``.
+
+    ``inputs``: the (train, holdout) inputs of the trained part when already computed (the ScatterNet
+    features of :func:`~.model.training_inputs`, e.g. shared by the benchmark's runs over one dataset).
+    """
     from opacus import PrivacyEngine
 
     started = time.perf_counter()
@@ -191,11 +196,12 @@ def train_dp(
         model = fresh_model(shape, classes, settings.seed, settings.model).to(where)  # type: ignore[arg-type]
         head = trainable(model)
         t0 = time.perf_counter()
-        inputs = training_inputs(model, train.images, device=where)  # ScatterNet features: once, here
-        held = Examples(training_inputs(model, holdout.images, device=where), holdout.labels)
+        if inputs is None:  # ScatterNet features: once, here
+            inputs = (training_inputs(model, train.images, device=where), training_inputs(model, holdout.images, device=where))
+        held = Examples(inputs[1], holdout.labels)
         feature_seconds = time.perf_counter() - t0
         optimizer = torch.optim.SGD(head.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
-        rows = _Rows(torch.from_numpy(np.ascontiguousarray(inputs)).to(where), torch.from_numpy(train.labels).to(where))
+        rows = _Rows(torch.from_numpy(np.ascontiguousarray(inputs[0])).to(where), torch.from_numpy(train.labels).to(where))
         loader = DataLoader(
             rows, batch_size=settings.batch_size, collate_fn=_pass_through,
             generator=_generator(settings.seed, 1, torch.device("cpu")),
@@ -300,7 +306,7 @@ def _epsilons(history: list[tuple[float, float, int]], delta: float, names: tupl
         accountant.history = list(history)
         extra = {"alphas": RDP_ORDERS} if name == "rdp" else {}
         with np.errstate(divide="ignore"):  # PRV takes log(1 - q), -inf at q = 1
-            result[name] = float(accountant.get_epsilon(delta, **extra))
+            result[name] = max(0.0, float(accountant.get_epsilon(delta, **extra)))  # RDP's conversion can go below 0 at huge σ
     return result
 
 
