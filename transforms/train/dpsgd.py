@@ -10,8 +10,8 @@ history is reported beside it (RDP is looser than PRV).
 The ScatterNet models train their head on features computed **once** from the whole dataset before
 the first step (:func:`~.model.training_inputs`), never per step. Per-example gradients: Opacus'
 ``grad_sample_mode`` — ``ghost`` (ghost clipping: per-example gradient norms without materializing
-per-example gradients, two backward passes) for the ScatterNet heads, ``ew`` (functorch-style
-expanded weights) for the CNN, each the faster one measured by ``benchmarks/bench_train.py``. A
+per-example gradients, two backward passes) for the linear ScatterNet head, ``ew`` (expanded weights)
+for the CNN, ``hooks`` for the ScatterNet CNN: each the fastest measured by ``benchmarks/bench_train.py``. A
 logical batch larger than ``physical_batch_size`` is processed in physical chunks by Opacus'
 ``BatchMemoryManager``, one noisy step per logical batch: the accounting is that of the logical
 (Poisson) batch, unchanged.
@@ -155,8 +155,9 @@ def fresh_model(shape: tuple[int, int, int], classes: int, seed: int | None, kin
 
 
 def default_grad_sample_mode(kind: str) -> str:
-    """``ghost`` for the ScatterNet heads, ``ew`` for the pixel CNN (the faster of each, bench_train.py --part speed)."""
-    return "ew" if kind == "cnn" else "ghost"
+    """The fastest measured on CPU (``bench_train.py --part speed``, docs/training.md): ``ew`` for the pixel CNN,
+    ``ghost`` for the linear ScatterNet head, ``hooks`` for the ScatterNet CNN."""
+    return {"cnn": "ew", "scatter_linear": "ghost"}.get(kind, "hooks")
 
 
 def calibrate(settings: DpSgdSettings, sample_rate: float) -> tuple[float, int]:
