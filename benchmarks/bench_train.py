@@ -43,7 +43,7 @@ SPEED_CASES: list[tuple[str, tuple[int, int, int], int, tuple[str, ...]]] = [
     ("cnn", (1, 8, 8), 256, ("ew", "hooks", "ghost")),
     ("cnn", (1, 28, 28), 256, ("ew", "hooks", "ghost")),
     ("scatter_linear", (1, 28, 28), 4096, ("ghost", "hooks", "ew")),
-    ("scatter_cnn", (1, 28, 28), 256, ("hooks", "ghost", "ew")),
+    ("scatter_cnn", (1, 28, 28), 256, ("ghost", "hooks", "ew")),
 ]
 
 
