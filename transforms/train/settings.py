@@ -71,8 +71,7 @@ class DpSgdSettings:
 
         names = set(DpSgdParams.model_fields)
         try:
-            DpSgdParams.model_validate({k: v for k, v in asdict(self).items() if k in names and k != "delta" or
-                                        (k == "delta" and v is not None)})
+            DpSgdParams.model_validate({k: v for k, v in asdict(self).items() if k in names})
         except ValidationError as exc:
             raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
         if self.physical_batch_size is not None and self.physical_batch_size < 1:
