@@ -363,7 +363,22 @@ def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     fig = page.figure("training", P.training(history) if page.plots else None, "Held-out accuracy and ε spent, by epoch.")
     if history and not fig:
         fig = grid(["Epoch", "Accuracy", "ε"], [[num(h["epoch"]), pct(h.get("accuracy")), num(h.get("epsilon"))] for h in history])
-    return f"{kpis}{table(rows)}{fig}", {k for k, _ in keys} | {"accuracy", "history"}
+    return f"{_train_warnings(s)}{kpis}{table(rows)}{_chosen(s)}{fig}", {k for k, _ in keys} | {"accuracy", "history", "warnings",
+                                                                                               "chosen_settings"}
+
+
+def _train_warnings(s: dict[str, Any]) -> str:
+    items = "".join(f"<li>{esc(w)}</li>" for w in s.get("warnings") or [])
+    return f"<div class='warn'><b>Warnings</b><ul>{items}</ul></div>" if items else ""
+
+
+def _chosen(s: dict[str, Any]) -> str:
+    """The DP-SGD settings: value, whether the config gave it or a default chose it, and why."""
+    chosen = s.get("chosen_settings") or {}
+    if not chosen:
+        return ""
+    rows = [[code(k), raw(v.get("value")), esc(v.get("source", "")), esc(v.get("reason") or "")] for k, v in chosen.items()]
+    return "<h3>Settings</h3>" + grid(["Setting", "Value", "Set by", "Why"], rows)
 
 
 @renders("federated_train")

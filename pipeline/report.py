@@ -62,7 +62,7 @@ def build_report(
         "keys_used": list(plan.keys_used),
         "timings": {name: round(value, 4) for name, value in timings.items()},
         "stages": stage_entries,
-        "warnings": list(plan.warnings),
+        "warnings": [*plan.warnings, *(w for entry in stage_entries for w in entry.get("warnings") or [])],
     }
 
 

@@ -332,6 +332,15 @@ class TrainEpoch(Open):
     loss: float | None = None
 
 
+class ChosenSetting(Open):
+    """One DP-SGD setting of a training: its value, who set it, and why (when a default chose it)."""
+
+    value: float | int | str | None
+    source: Literal["config", "default", "budget"] = Field(
+        description="config: written in the config; default: chosen from the rows, epsilon and model; budget: from the target")
+    reason: str | None = None
+
+
 class TrainEntry(StageBase):
     """The same keys as ``model/model_card.json`` (SPEC §4)."""
 
@@ -350,6 +359,10 @@ class TrainEntry(StageBase):
     holdout_rows: Count | None = Field(None, description="rows held out for the accuracy, never trained on")
     accuracy: Probability | None = Field(description="on the held-out split")
     history: list[TrainEpoch] | None = Field(None, description="per epoch: accuracy and epsilon spent so far")
+    epsilon_by_accountant: dict[str, Epsilon] | None = Field(None, description="epsilon of the same steps under each accountant")
+    chosen_settings: dict[str, ChosenSetting] | None = Field(
+        None, description="batch_size, epochs, learning_rate, max_grad_norm, momentum, noise_multiplier: value, source, reason")
+    warnings: list[str] | None = Field(None, description="e.g. a held-out accuracy near chance: the epsilon bought too little")
 
 
 class FederatedSiteTraining(Open):
@@ -382,6 +395,8 @@ class FederatedTrainEntry(StageBase):
     privacy_unit: str
     not_hidden: list[str]
     history: list[FederatedRound] | None = None
+    chosen_settings: dict[str, ChosenSetting] | None = None
+    warnings: list[str] | None = None
 
 
 _NAMED: dict[str, type[StageBase]] = {

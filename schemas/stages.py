@@ -339,26 +339,40 @@ class DpStatsParams(StageParams):
         return float(self.epsilon), self.delta_spent()
 
 
-class TrainParams(StageParams):
-    """DP-SGD training of a small CNN on the sanitized output (a sink stage)."""
+#: DP-SGD accountants and models: the one list the config, the stage and federated training use.
+ACCOUNTANTS = ("prv", "rdp")
+MODELS = ("cnn", "scatter_linear", "scatter_cnn")
+_CHOSEN = "default: chosen from the training rows, target_epsilon and model (the model card says what and why)"
 
-    kind: ClassVar[StageKind] = "sink"
 
-    model: Literal["cnn"] = "cnn"
-    image: ColumnName
-    label: ColumnName
+class DpSgdParams(StrictModel):
+    """DP-SGD settings, shared by the ``train`` stage and federated training (each site's local DP-SGD)."""
+
+    model: Literal[MODELS] = Field(  # type: ignore[valid-type]
+        "cnn", description="cnn: a small tanh CNN on pixels; scatter_linear / scatter_cnn: a linear model / small CNN on "
+        "ScatterNet features (needs kymatio)")
     target_epsilon: Epsilon
     delta: Annotated[float, Field(gt=0, lt=1)] | None = None
-    epochs: Annotated[int, Field(ge=1)] = 20
-    batch_size: Annotated[int, Field(ge=1)] = 256
-    learning_rate: Annotated[float, Field(gt=0)] = 1.0
-    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
-    holdout: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    image_shape: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=3)] | None = None
-    accountant: Literal["prv", "rdp"] = "prv"
+    epochs: Annotated[int, Field(ge=1)] | None = Field(None, description=_CHOSEN)
+    batch_size: Annotated[int, Field(ge=1)] | None = Field(None, description="expected (Poisson) batch size; " + _CHOSEN)
+    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(None, description=_CHOSEN)
+    max_grad_norm: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(None, description=_CHOSEN)
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = Field(None, description="SGD momentum; " + _CHOSEN)
+    accountant: Literal[ACCOUNTANTS] = "prv"  # type: ignore[valid-type]
     seed: int | None = Field(
         None, description="seed for reproducible tests only: a published seed lets anyone replay the noise; default: OS entropy"
     )
+
+
+class TrainParams(DpSgdParams, StageParams):
+    """DP-SGD training of a small model on the sanitized output (a sink stage)."""
+
+    kind: ClassVar[StageKind] = "sink"
+
+    image: ColumnName
+    label: ColumnName
+    holdout: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    image_shape: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=3)] | None = None
 
     def referenced(self) -> list[str]:
         return [self.image, self.label]
@@ -421,11 +435,14 @@ __all__ = [
     "DpQuery",
     "SelectionParams",
     "DpStatsParams",
+    "ACCOUNTANTS",
+    "DpSgdParams",
     "DropParams",
     "EncryptParams",
     "GeneralizeParams",
     "KAnonymityParams",
     "LDiversity",
+    "MODELS",
     "MaskParams",
     "MicroaggregateParams",
     "PseudonymizeParams",

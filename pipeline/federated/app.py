@@ -316,7 +316,7 @@ def plan_from_run_config(run_config: dict[str, Any]) -> ServerPlan:
         target_epsilon=float(run_config["target-epsilon"]), batch_size=int(run_config["batch-size"]),
         learning_rate=float(run_config["learning-rate"]), max_grad_norm=float(run_config["max-grad-norm"]),
         accountant=str(run_config.get("accountant", "prv")), seed=seed if seed >= 0 else None,
-    )
+    ).validate()
     shape = tuple(int(v) for v in str(run_config["image-shape"]).split(","))
     client_eps = float(run_config.get("client-epsilon", 0.0))
     client_dp = ClientDp(client_eps, float(run_config.get("client-delta", 1e-5)), float(run_config.get("client-clip", 1.0))) \

@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from privprep.transforms.train.card import library_versions, write_model_dir
 
 PRIVACY_UNIT = "one training record of one site"
@@ -101,9 +103,18 @@ def federated_card(plan: Any, outcome: Any, *, names: Sequence[str], classes: li
     from privprep.transforms.train.model import ARCHITECTURE
 
     card["model"]["architecture"] = ARCHITECTURE
+    if s.reasons:
+        card["chosen_settings"] = {name: {"value": getattr(s, name), "source": "default", "reason": reason}
+                                   for name, reason in s.reasons.items() if hasattr(s, name)}
     card.update(extra or {})
     if not math.isfinite(card["accuracy"] or 0.0):
         card["accuracy"] = None
+    from privprep.transforms.train.stage import accuracy_warnings
+
+    held = [p["holdout_rows"] for p in per_site]
+    card["warnings"] = [] if card["accuracy"] is None else [w.replace("train:", "federated training:", 1) for w in accuracy_warnings(
+        card["accuracy"], np.zeros(0, dtype=np.int64), classes=len(classes), epsilon=s.target_epsilon,
+        rows=int(sum(rows) - sum(held)), model=s.model)]
     return card
 
 

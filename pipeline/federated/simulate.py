@@ -92,12 +92,9 @@ def simulate(
     source = build_plan(loaded, with_ledger=False, log_warnings=False).source
     if source.rows is not None:
         _check_rows(source.rows, sites)
+    if params.model != "cnn":
+        raise ConfigError(f"train.model: federated training trains model cnn only, not {params.model}")
     seed = seed if seed is not None else params.seed
-    settings = FederatedSettings(
-        rounds=rounds, local_epochs=local_epochs or default_local_epochs(params.epochs, rounds),
-        target_epsilon=params.target_epsilon, batch_size=params.batch_size, learning_rate=params.learning_rate,
-        max_grad_norm=params.max_grad_norm, accountant=params.accountant, seed=seed,
-    )
     ledger = resolve_ledger_path(budget.ledger, loaded.base_dir).resolve()  # absolute: every site's run resolves it alike
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="privprep-sites-"))
@@ -106,6 +103,8 @@ def simulate(
         with progress.step("splitting the input"):
             rows, inputs = _split(source, work, sites=sites, partition=partition, label=params.label, alpha=alpha, seed=seed,
                                   batch_rows=loaded.config.io.batch_rows)
+        settings = federated_settings(params, rounds=rounds, local_epochs=local_epochs, seed=seed,
+                                      site_rows=round(rows / sites * (1 - params.holdout)))
         timings["split_seconds"] = time.perf_counter() - t0
         names = [f"site-{i}" for i in range(sites)]
         ledgers = [site_ledger_path(ledger, name) for name in names]
@@ -139,6 +138,22 @@ def simulate(
         shutil.rmtree(work, ignore_errors=True)
     log.info("federated run of %d sites written to %s", sites, target)
     return FederatedResult(run_dir=target, report=report)
+
+
+def federated_settings(params: Any, *, rounds: int, local_epochs: int | None, seed: int | None, site_rows: int) -> FederatedSettings:
+    """Each site's DP-SGD settings: the ``train`` stage's, with what it leaves out chosen for ``site_rows`` training
+    rows per site (:func:`~privprep.transforms.train.settings.choose_settings`, the rules of the ``train`` stage)."""
+    from privprep.transforms.train.settings import CHOSEN, choose_settings
+
+    values, why = choose_settings(rows=max(site_rows, 1), target_epsilon=params.target_epsilon, model=params.model,
+                                  given={k: getattr(params, k) for k in CHOSEN})
+    if local_epochs is None:
+        why = {**why, "local_epochs": f"the train stage's epochs ({values['epochs']}) spread over {rounds} round(s)"}
+    return FederatedSettings(
+        rounds=rounds, local_epochs=local_epochs or default_local_epochs(values["epochs"], rounds),
+        target_epsilon=params.target_epsilon, accountant=params.accountant, seed=seed, model=params.model,
+        reasons={**why, "rows": f"chosen for {site_rows:,} training rows per site"} if why else None, **values,
+    )
 
 
 def _check_flags(*, sites: int, partition: str, rounds: int, local_epochs: int | None, alpha: float,
@@ -286,8 +301,8 @@ def _report(loaded: Any, source: Any, rows_in: int, runs: list[Any], specs: list
                        "ledgers": "each site spends from its own ledger beside budget.ledger: <name>.site-<i>.json"},
         "sites": site_lines,
         "stages": [entry],
-        "warnings": list(dict.fromkeys(w for run in runs for w in run.report.get("warnings", []))),
+        "warnings": list(dict.fromkeys([*(w for run in runs for w in run.report.get("warnings", [])), *card.get("warnings", [])])),
     }
 
 
-__all__ = ["FederatedResult", "default_local_epochs", "simulate"]
+__all__ = ["FederatedResult", "default_local_epochs", "federated_settings", "simulate"]

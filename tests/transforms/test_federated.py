@@ -114,10 +114,10 @@ def test_the_account_survives_a_round_trip_through_flat_state() -> None:
 
 
 def test_settings_and_seeds() -> None:
+    with pytest.raises(ValueError):  # settings keep values as given; validate() applies the config's rules once
+        FederatedSettings(rounds=0, local_epochs=1, target_epsilon=1.0).validate()
     with pytest.raises(ValueError):
-        FederatedSettings(rounds=0, local_epochs=1, target_epsilon=1.0)
-    with pytest.raises(ValueError):
-        FederatedSettings(rounds=1, local_epochs=1, target_epsilon=math.inf)
+        FederatedSettings(rounds=1, local_epochs=1, target_epsilon=math.inf).validate()
     seeds = {round_seed(0, site, number) for site in range(3) for number in range(6)}
     assert len(seeds) == 18 and all(0 <= s < 2**63 for s in seeds)
 

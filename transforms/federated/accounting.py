@@ -31,7 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-ACCOUNTANTS = ("prv", "rdp")
+from privprep.schemas.stages import ACCOUNTANTS
+
 #: Rényi orders for RDP ε: Opacus' defaults (1.1 … 63) and larger ones, which small noise needs (as ``train``).
 RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [64, 80, 96, 128, 192, 256, 384, 512, 1024]
 EPSILON_TOLERANCE = 0.01

@@ -1,48 +1,45 @@
 """What fixes a federated DP training besides the data (one frozen settings object, shared by every site), a
 site's examples, and the seed of each site's work in each round.
 
->>> s = FederatedSettings(rounds=5, local_epochs=2, target_epsilon=3.0)
+:class:`FederatedSettings` is the ``train`` stage's :class:`~privprep.transforms.train.settings.DpSgdSettings`
+with rounds and local epochs added: one DP-SGD settings model, one set of defaults and rules.
+
+>>> s = FederatedSettings(rounds=5, local_epochs=2, target_epsilon=3.0, batch_size=64)
 >>> s.rounds, s.batch_size, s.accountant
 (5, 64, 'prv')
+>>> FederatedSettings(rounds=0, local_epochs=1, target_epsilon=3.0).validate()
+Traceback (most recent call last):
+...
+ValueError: rounds and local_epochs must be >= 1
 >>> round_seed(7, 0, 1) == round_seed(7, 0, 1) != round_seed(7, 1, 1)
 True
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from privprep.transforms.train.data import Examples
+from privprep.transforms.train.settings import DpSgdSettings
 
-from .accounting import ACCOUNTANTS
 
-
-@dataclass(frozen=True)
-class FederatedSettings:
+@dataclass(frozen=True, kw_only=True)
+class FederatedSettings(DpSgdSettings):
     """Rounds, local epochs per round, and each site's DP-SGD settings (its target ε is for the whole training)."""
 
     rounds: int
     local_epochs: int
-    target_epsilon: float
-    batch_size: int = 64
-    learning_rate: float = 1.0
-    max_grad_norm: float = 1.0
-    momentum: float = 0.0
-    accountant: str = "prv"
-    seed: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.rounds < 1 or self.local_epochs < 1 or self.batch_size < 1:
-            raise ValueError("rounds, local_epochs and batch_size must be >= 1")
-        if not (self.target_epsilon > 0 and math.isfinite(self.target_epsilon)):
-            raise ValueError("target_epsilon must be a finite number > 0")
-        if not (self.learning_rate > 0 and self.max_grad_norm > 0 and 0 <= self.momentum < 1):
-            raise ValueError("learning_rate and max_grad_norm must be > 0, momentum in [0, 1)")
-        if self.accountant not in ACCOUNTANTS:
-            raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}")
+    def validate(self) -> "FederatedSettings":
+        """The rules of :meth:`DpSgdSettings.validate`, and rounds and local epochs of at least 1; return self."""
+        if not (isinstance(self.rounds, int) and isinstance(self.local_epochs, int) and min(self.rounds, self.local_epochs) >= 1):
+            raise ValueError("rounds and local_epochs must be >= 1")
+        super().validate()
+        if self.model != "cnn":
+            raise ValueError("federated training trains model cnn only")
+        return self
 
 
 @dataclass(frozen=True)

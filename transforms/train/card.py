@@ -38,7 +38,7 @@ def model_card_keys() -> list[str]:
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries that shaped the model and its accounting."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("privprep", "torch", "opacus", "numpy", "pyarrow"):
+    for name in ("privprep", "torch", "opacus", "numpy", "pyarrow", "kymatio"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -71,11 +71,10 @@ def load_model(folder: Path | str, *, device: str = "cpu") -> Any:
     """Rebuild the trained network of a ``model/`` folder (in eval mode); needs torch."""
     import torch
 
-    from .model import build_cnn
+    from .model import model_from_spec
 
     card = read_card(folder)
-    spec = card["model"]
-    model = build_cnn(tuple(spec["input_shape"]), classes=len(card["classes"]))
+    model = model_from_spec(card["model"], classes=len(card["classes"]))
     state = torch.load(Path(folder) / card.get("weights", WEIGHTS_NAME), map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -1,11 +1,20 @@
 """DP-SGD with Opacus: the noise from the target (ε, δ), Poisson sampling, PRV accounting.
 
-``make_private_with_epsilon`` picks the noise multiplier σ so that ``int(epochs / q)`` steps at
+Opacus' ``get_noise_multiplier`` picks the noise multiplier σ so that ``int(epochs / q)`` steps at
 sampling rate ``q = 1 / ceil(n / batch_size)`` reach at most the target ε (binary search with
-Opacus' tolerance of 0.01, against the upper bound of the chosen accountant). The loop then runs
-exactly that many steps (Opacus' own epochs can take one step more when ``epochs / q`` rounds down),
-so the accountant's ε of the finished history is at most the target. The other accountant's ε of
-the same history is reported beside it (RDP is looser than PRV).
+Opacus' tolerance of 0.01, against the upper bound of the chosen accountant; what
+``make_private_with_epsilon`` does). The loop then runs exactly that many steps, so the
+accountant's ε of the finished history is at most the target. The other accountant's ε of the same
+history is reported beside it (RDP is looser than PRV).
+
+The ScatterNet models train their head on features computed **once** from the whole dataset before
+the first step (:func:`~.model.training_inputs`), never per step. Per-example gradients: Opacus'
+``grad_sample_mode`` — ``ghost`` (ghost clipping: per-example gradient norms without materializing
+per-example gradients, two backward passes) for the ScatterNet heads, ``ew`` (expanded weights) for
+the CNN (see :func:`default_grad_sample_mode` and ``benchmarks/bench_train.py``). A
+logical batch larger than ``physical_batch_size`` is processed in physical chunks by Opacus'
+``BatchMemoryManager``, one noisy step per logical batch: the accounting is that of the logical
+(Poisson) batch, unchanged.
 
 Randomness: with a ``seed`` the model's initial weights, the Poisson batches and the Gaussian noise
 come from torch generators seeded from it (reproducible on CPU). Without one they come from the
@@ -28,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import secrets
 import time
@@ -42,48 +50,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .data import Examples
-from .model import SmallCNN, build_cnn
+from .model import build_model, trainable, training_inputs
+from .settings import ACCOUNTANTS, DpSgdSettings
 
 log = logging.getLogger(__name__)
-ACCOUNTANTS = ("prv", "rdp")
 EVAL_BATCH = 1024
 #: Rényi orders for the reported RDP ε: Opacus' defaults (1.1 … 63) and larger ones, which small noise needs.
 RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [64, 80, 96, 128, 192, 256, 384, 512, 1024]
-
-
-@dataclass(frozen=True)
-class DpSgdSettings:
-    """Everything that fixes a DP-SGD run besides the data."""
-
-    target_epsilon: float
-    delta: float
-    epochs: int = 20
-    batch_size: int = 256
-    learning_rate: float = 1.0
-    max_grad_norm: float = 1.0
-    momentum: float = 0.0
-    accountant: str = "prv"
-    seed: int | None = None
-    grad_sample_mode: str = "ew"
-
-    def __post_init__(self) -> None:
-        if not (self.target_epsilon > 0 and math.isfinite(self.target_epsilon)):
-            raise ValueError("target_epsilon must be a finite number > 0")
-        if not 0 < self.delta < 1:
-            raise ValueError("delta must be in (0, 1)")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not (self.learning_rate > 0 and self.max_grad_norm > 0 and 0 <= self.momentum < 1):
-            raise ValueError("learning_rate and max_grad_norm must be > 0, momentum in [0, 1)")
-        if self.accountant not in ACCOUNTANTS:
-            raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}")
 
 
 @dataclass
 class FitOutcome:
     """A trained model and what its training spent."""
 
-    model: SmallCNN
+    model: nn.Module
     noise_multiplier: float
     sample_rate: float
     steps: int
@@ -167,11 +147,30 @@ def _generator(seed: int | None, offset: int, device: torch.device) -> torch.Gen
     return generator
 
 
-def fresh_model(shape: tuple[int, int, int], classes: int, seed: int | None) -> SmallCNN:
-    """A new CNN whose initial weights depend on ``seed`` alone; torch's global RNG is left as it was."""
+def fresh_model(shape: tuple[int, int, int], classes: int, seed: int | None, kind: str = "cnn") -> nn.Module:
+    """A new network of ``kind`` whose initial weights depend on ``seed`` alone; torch's global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(secrets.randbits(63) if seed is None else seed)
-        return build_cnn(shape, classes=classes)
+        return build_model(kind, shape, classes=classes)
+
+
+def default_grad_sample_mode(kind: str) -> str:
+    """``ew`` for the pixel CNN (the fastest measured on CPU, ``bench_train.py --part speed``); ``ghost`` for the
+    ScatterNet heads: per-example gradients never materialized, so logical batches of thousands fit in memory
+    (the linear head: 1.3x a non-private step against 10x with ``hooks`` or ``ew``)."""
+    return "ew" if kind == "cnn" else "ghost"
+
+
+def calibrate(settings: DpSgdSettings, sample_rate: float) -> tuple[float, int]:
+    """(σ, steps): the noise multiplier for ``int(epochs / q)`` steps to reach at most the target ε."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    steps = int(settings.epochs / sample_rate)
+    with warnings.catch_warnings(), np.errstate(divide="ignore"):  # PRV takes log(1 - q), -inf at q = 1
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")  # large σ tried by the search
+        sigma = get_noise_multiplier(target_epsilon=settings.target_epsilon, target_delta=float(settings.delta),  # type: ignore[arg-type]
+                                     sample_rate=sample_rate, steps=steps, accountant=settings.accountant, epsilon_tolerance=0.01)
+    return float(sigma), steps
 
 
 def train_dp(
@@ -182,63 +181,80 @@ def train_dp(
     classes: int,
     device: str | None = None,
     threads: int | None = None,
+    inputs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FitOutcome:
-    """Train a fresh CNN on ``train`` with DP-SGD and measure its accuracy on ``holdout``."""
+    """Train a fresh network of ``settings.model`` on ``train`` with DP-SGD and measure its accuracy on ``holdout``.
+
+    ``inputs``: the (train, holdout) inputs of the trained part when already computed (the ScatterNet
+    features of :func:`~.model.training_inputs`, e.g. shared by the benchmark's runs over one dataset).
+    """
     from opacus import PrivacyEngine
 
     started = time.perf_counter()
     where = pick_device(device)
+    mode = settings.grad_sample_mode or default_grad_sample_mode(settings.model)
     with torch_threads(threads) as used_threads:
         shape = tuple(int(v) for v in train.images.shape[1:])
-        model = fresh_model(shape, classes, settings.seed).to(where)  # type: ignore[arg-type]
-        optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
-        rows = _Rows(torch.from_numpy(train.images).to(where), torch.from_numpy(train.labels).to(where))
+        model = fresh_model(shape, classes, settings.seed, settings.model).to(where)  # type: ignore[arg-type]
+        head = trainable(model)
+        t0 = time.perf_counter()
+        if inputs is None:  # ScatterNet features: once, here
+            inputs = (training_inputs(model, train.images, device=where), training_inputs(model, holdout.images, device=where))
+        held = Examples(inputs[1], holdout.labels)
+        feature_seconds = time.perf_counter() - t0
+        optimizer = torch.optim.SGD(head.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
+        rows = _Rows(torch.from_numpy(np.ascontiguousarray(inputs[0])).to(where), torch.from_numpy(train.labels).to(where))
         loader = DataLoader(
             rows, batch_size=settings.batch_size, collate_fn=_pass_through,
             generator=_generator(settings.seed, 1, torch.device("cpu")),
         )
-        with warnings.catch_warnings(), np.errstate(divide="ignore"):  # PRV takes log(1 - q), -inf at q = 1
+        sample_rate = 1.0 / len(loader)  # what Opacus' Poisson loader uses: 1 / ceil(n / batch_size)
+        sigma, planned = calibrate(settings, sample_rate)
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")  # large σ tried by the search
             engine = PrivacyEngine(accountant=settings.accountant)
-            private, optimizer, loader = engine.make_private_with_epsilon(
-                module=model, optimizer=optimizer, data_loader=loader,
-                target_epsilon=settings.target_epsilon, target_delta=settings.delta, epochs=settings.epochs,
-                max_grad_norm=settings.max_grad_norm, poisson_sampling=True,
-                noise_generator=_generator(settings.seed, 2, where), grad_sample_mode=settings.grad_sample_mode,
+            made = engine.make_private(
+                module=head, optimizer=optimizer, data_loader=loader, criterion=nn.CrossEntropyLoss(),
+                noise_multiplier=sigma, max_grad_norm=settings.max_grad_norm, poisson_sampling=True,
+                noise_generator=_generator(settings.seed, 2, where), grad_sample_mode=mode,
             )
-        sample_rate = float(loader.sample_rate)  # 1 / len(the plain loader); not 1 / len(loader), which may round down
-        planned = int(settings.epochs / sample_rate)  # the step count Opacus calibrated the noise for
+        private, optimizer, criterion, loader = made if len(made) == 4 else (made[0], made[1], nn.CrossEntropyLoss(), made[2])
+        if abs(float(loader.sample_rate) - sample_rate) > 1e-12:  # pragma: no cover - the accounting assumes this rate
+            raise RuntimeError(f"Opacus samples at {loader.sample_rate}, not the calibrated {sample_rate}")
         history: list[dict[str, float]] = []
 
         def after_epoch(epoch: int, steps: int) -> None:
             """Held-out accuracy and the ε spent so far (RDP: cheap per epoch; the final figure uses the chosen accountant)."""
             module = private._module
-            module.eval()
-            accuracy = evaluate(module, holdout, device=where)
+            accuracy = evaluate(module, held, device=where)
             module.train()
-            epsilon = _epsilons(engine.accountant.history, settings.delta, names=("rdp",))["rdp"]
+            epsilon = _epsilons(engine.accountant.history, float(settings.delta), names=("rdp",))["rdp"]  # type: ignore[arg-type]
             history.append({"epoch": epoch, "steps": steps, "accuracy": accuracy, "epsilon": epsilon})
 
         t0 = time.perf_counter()
-        steps = _run_steps(private, optimizer, loader, planned, after_epoch=after_epoch)
+        steps = _run_steps(private, optimizer, loader, planned, after_epoch=after_epoch, criterion=criterion,
+                           physical=settings.physical_batch_size)
         train_seconds = time.perf_counter() - t0
-        epsilons = _epsilons(engine.accountant.history, settings.delta)
-        trained: SmallCNN = private._module  # the plain module, without Opacus' hooks
-        trained.eval()
-        accuracy = evaluate(trained, holdout, device=where)
+        epsilons = _epsilons(engine.accountant.history, float(settings.delta))  # type: ignore[arg-type]
+        trained = private._module  # the plain module, without Opacus' hooks
+        accuracy = evaluate(trained, held, device=where)
+        model.eval()
     return FitOutcome(
-        model=trained, noise_multiplier=float(optimizer.noise_multiplier), sample_rate=sample_rate, steps=steps,
+        model=model, noise_multiplier=float(optimizer.noise_multiplier), sample_rate=sample_rate, steps=steps,
         epsilon=epsilons[settings.accountant], epsilons=epsilons, accuracy=accuracy, device=str(where),
-        threads=used_threads, seconds=time.perf_counter() - started, extras={"train_seconds": train_seconds},
+        threads=used_threads, seconds=time.perf_counter() - started,
+        extras={"train_seconds": train_seconds, "feature_seconds": feature_seconds, "grad_sample_mode": mode},
         history=history,
     )
 
 
 def _run_steps(
-    model: nn.Module, optimizer: Any, loader: DataLoader, planned: int, *, after_epoch: Callable[[int, int], None] | None = None
+    model: nn.Module, optimizer: Any, loader: DataLoader, planned: int, *, after_epoch: Callable[[int, int], None] | None = None,
+    criterion: Callable[..., Any] | None = None, physical: int | None = None,
 ) -> int:
-    criterion = nn.CrossEntropyLoss()
+    """Run ``planned`` noisy steps (one per logical Poisson batch); return how many ran."""
+    criterion = criterion or nn.CrossEntropyLoss()
+    ghost = "FastGradientClipping" in type(optimizer).__name__
     model.train()
     steps = 0
     epoch = 0
@@ -248,20 +264,38 @@ def _run_steps(
             epoch += 1
             if epoch > 1 and after_epoch is not None:
                 after_epoch(epoch - 1, steps)
-            for images, labels in loader:
-                optimizer.zero_grad(set_to_none=True)
-                if len(labels):
-                    criterion(model(images), labels).backward()
-                else:  # an empty Poisson batch still takes a (pure noise) step, as the accounting assumes
-                    for param in optimizer.params:
-                        param.grad_sample = param.new_zeros((0, *param.shape))
-                optimizer.step()
-                steps += 1
-                if steps == planned:
-                    break
+            with _physical_batches(loader, optimizer, physical) as batches:
+                for images, labels in batches:
+                    optimizer.zero_grad(set_to_none=True)
+                    if len(labels):
+                        criterion(model(images), labels).backward()
+                    elif ghost:  # an empty Poisson batch still takes a (pure noise) step, as the accounting assumes
+                        for param in optimizer.params:
+                            param.grad = torch.zeros_like(param)
+                    else:
+                        for param in optimizer.params:
+                            param.grad_sample = param.new_zeros((0, *param.shape))
+                    optimizer.step()
+                    if getattr(optimizer, "_is_last_step_skipped", False):
+                        continue  # a physical chunk of a logical batch: no step yet
+                    steps += 1
+                    if steps == planned:
+                        break
     if after_epoch is not None and steps:
         after_epoch(epoch, steps)
     return steps
+
+
+@contextlib.contextmanager
+def _physical_batches(loader: DataLoader, optimizer: Any, physical: int | None) -> Iterator[Any]:
+    """The loader itself, or Opacus' BatchMemoryManager splitting each logical batch into ``physical`` rows."""
+    if physical is None:
+        yield loader
+        return
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical, optimizer=optimizer) as batches:
+        yield batches
 
 
 def _epsilons(history: list[tuple[float, float, int]], delta: float, names: tuple[str, ...] | None = None) -> dict[str, float]:
@@ -274,7 +308,7 @@ def _epsilons(history: list[tuple[float, float, int]], delta: float, names: tupl
         accountant.history = list(history)
         extra = {"alphas": RDP_ORDERS} if name == "rdp" else {}
         with np.errstate(divide="ignore"):  # PRV takes log(1 - q), -inf at q = 1
-            result[name] = float(accountant.get_epsilon(delta, **extra))
+            result[name] = max(0.0, float(accountant.get_epsilon(delta, **extra)))  # RDP's conversion can go below 0 at huge σ
     return result
 
 
@@ -291,6 +325,6 @@ def evaluate(model: nn.Module, examples: Examples, *, device: torch.device | str
 
 
 __all__ = [
-    "ACCOUNTANTS", "DpSgdSettings", "FitOutcome", "available_cpus", "evaluate", "fresh_model", "idle_cpus", "pick_device",
-    "torch_threads", "train_dp",
+    "ACCOUNTANTS", "DpSgdSettings", "FitOutcome", "available_cpus", "calibrate", "default_grad_sample_mode", "evaluate",
+    "fresh_model", "idle_cpus", "pick_device", "torch_threads", "train_dp",
 ]

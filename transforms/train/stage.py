@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 from .budget import budget_delta, check_budget, record_spend
 from .card import library_versions, write_model_dir
 from .data import Examples, default_delta, examples_from_table, holdout_split, read_columns
+from .settings import CHOSEN, DpSgdSettings, choose_settings
 
 log = logging.getLogger(__name__)
 EXTRA_HINT = "pip install torch==2.13.0 && pip install 'privprep[train]'"
@@ -56,6 +57,42 @@ def require_training_extra() -> None:
         raise ConfigError(
             f"stage 'train' needs {' and '.join(missing)}, which the core install leaves out; install the extra: {EXTRA_HINT}"
         )
+
+
+def require_scatter_extra() -> None:
+    """Raise a one-line :class:`ConfigError` when kymatio (the ScatterNet models' transform) is not installed."""
+    if importlib.util.find_spec("kymatio") is None:
+        raise ConfigError(f"models scatter_linear and scatter_cnn need kymatio, which is not installed: {EXTRA_HINT}")
+
+
+def chosen_settings(settings: DpSgdSettings, why: dict[str, str], outcome: Any, *, train_rows: int) -> dict[str, Any]:
+    """For the model card: each DP-SGD setting, whether the config gave it or the default chose it, and why."""
+    entry: dict[str, Any] = {}
+    for name in CHOSEN:
+        value = getattr(settings, name)
+        entry[name] = {"value": value, "source": "default" if name in why else "config",
+                       **({"reason": why[name]} if name in why else {})}
+    entry["noise_multiplier"] = {
+        "value": outcome.noise_multiplier, "source": "budget",
+        "reason": f"calibrated by Opacus ({settings.accountant}) so that {outcome.steps} steps at sampling rate "
+                  f"{outcome.sample_rate:.6g} (1 / ceil({train_rows} / {settings.batch_size})) reach at most epsilon "
+                  f"{settings.target_epsilon:g} at delta {settings.delta:g}",
+    }
+    return entry
+
+
+def accuracy_warnings(accuracy: float, held_labels: np.ndarray, *, classes: int, epsilon: float, rows: int, model: str) -> list[str]:
+    """A warning when the held-out accuracy is near what always guessing the most frequent class gets."""
+    counts = np.bincount(np.asarray(held_labels, dtype=np.int64), minlength=classes)
+    baseline = max(float(counts.max()) / max(int(counts.sum()), 1), 1.0 / classes)
+    useful = baseline + (1.0 - baseline) / 2
+    if accuracy >= useful:
+        return []
+    return [
+        f"train: held-out accuracy {accuracy:.1%} is close to chance ({baseline:.1%}: the larger of 1/classes and "
+        f"the most frequent held-out class; useful starts at {useful:.1%}): epsilon {epsilon:g} buys too little signal on {rows:,} training rows with "
+        f"model {model}. Use more rows, a larger target_epsilon, or another model before relying on this one"
+    ]
 
 
 @dataclass
@@ -80,9 +117,14 @@ class Train(SinkStage):
         The ε the training may spend; the noise multiplier is computed from it (at most this is spent).
     delta:
         δ of the guarantee; default the largest power of ten below 1/rows (and at most the budget's δ).
+    model:
+        ``cnn`` (a small tanh CNN on pixels), ``scatter_linear`` or ``scatter_cnn`` (a linear model or a small
+        CNN on ScatterNet features; needs kymatio).
     epochs, batch_size, learning_rate, max_grad_norm, momentum:
         DP-SGD settings: passes over the data, expected batch size (Poisson sampling), SGD step,
-        per-example clipping norm, SGD momentum (0 from a config).
+        per-example clipping norm, SGD momentum. Each one left out (None) is chosen from the training
+        rows, the target ε and the model (:func:`~.settings.choose_settings`); the model card's
+        ``chosen_settings`` says which were chosen and why.
     holdout:
         Share of rows held out before training, for the reported accuracy; never trained on.
     image_shape, pixel_range:
@@ -108,11 +150,11 @@ class Train(SinkStage):
         classes: Sequence[Any],
         target_epsilon: float,
         delta: float | None = None,
-        epochs: int = 20,
-        batch_size: int = 256,
-        learning_rate: float = 1.0,
-        max_grad_norm: float = 1.0,
-        momentum: float = 0.0,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        max_grad_norm: float | None = None,
+        momentum: float | None = None,
         holdout: float = 0.2,
         image_shape: Sequence[int] | None = None,
         pixel_range: tuple[float, float] | None = None,
@@ -125,25 +167,38 @@ class Train(SinkStage):
         privacy_unit: str | None = None,
         rows_per_person: int = 1,
     ) -> None:
-        try:
-            self.params = TrainParams(
+        try:  # the one validation of the DP-SGD settings (the config's params model)
+            params = TrainParams(
                 model=model, image=image, label=label, target_epsilon=target_epsilon, delta=delta, epochs=epochs,
-                batch_size=batch_size, learning_rate=learning_rate, max_grad_norm=max_grad_norm, holdout=holdout,
-                image_shape=list(image_shape) if image_shape is not None else None, accountant=accountant,
+                batch_size=batch_size, learning_rate=learning_rate, max_grad_norm=max_grad_norm, momentum=momentum,
+                holdout=holdout, image_shape=list(image_shape) if image_shape is not None else None,
+                accountant=accountant, seed=seed,
             )
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc)) from None
+        self._setup(params, classes=classes, pixel_range=pixel_range, device=device, threads=threads, path=path,
+                    privacy_unit=privacy_unit, rows_per_person=rows_per_person)
+
+    def _setup(self, params: TrainParams, *, classes: Sequence[Any], pixel_range: tuple[float, float] | None,
+               device: str | None, threads: int | None, path: str, privacy_unit: str | None = None,
+               rows_per_person: int = 1) -> None:
+        """Keep the validated ``params`` as given (left-out settings stay None until :meth:`fit` chooses them)."""
         classes = list(classes)
         if len(classes) < 2 or len({repr(c) for c in classes}) != len(classes):
-            raise ConfigError(f"label column '{label}' needs at least 2 distinct declared categories to train a classifier")
+            raise ConfigError(f"label column '{params.label}' needs at least 2 distinct declared categories to train a classifier")
         if pixel_range is not None and not (len(pixel_range) == 2 and float(pixel_range[0]) < float(pixel_range[1])):
             raise ConfigError("pixel_range must be (low, high) with low < high")
-        if not 0 <= momentum < 1 or (threads is not None and threads < 1):
-            raise ConfigError("momentum must be in [0, 1) and threads >= 1")
+        if threads is not None and threads < 1:
+            raise ConfigError("threads must be >= 1")
+        self.params = params
         self.classes = classes
         self.pixel_range = (float(pixel_range[0]), float(pixel_range[1])) if pixel_range is not None else None
-        self.momentum, self.seed, self.device, self.threads, self.path = float(momentum), seed, device, threads, path
+        self.seed, self.device, self.threads, self.path = params.seed, device, threads, path
         self.privacy_unit, self.rows_per_person = privacy_unit, int(rows_per_person)  # user-level DP-SGD: see user_level
+
+    @property
+    def momentum(self) -> float | None:
+        return self.params.momentum
 
     @classmethod
     def from_config(cls, params: TrainParams, *, context: StageContext) -> "Train":
@@ -155,16 +210,18 @@ class Train(SinkStage):
                 f"label column '{params.label}' needs declared categories (the classes), e.g. "
                 f"columns.{params.label}: {{role: insensitive, categories: [0, 1, 2]}}"
             )
-        return cls(
-            image=params.image, label=params.label, classes=list(label.categories), target_epsilon=params.target_epsilon,
-            delta=params.delta, epochs=params.epochs, batch_size=params.batch_size, learning_rate=params.learning_rate,
-            max_grad_norm=params.max_grad_norm, holdout=params.holdout, image_shape=params.image_shape,
-            pixel_range=tuple(image.bounds) if image is not None and image.bounds is not None else None,  # type: ignore[arg-type]
-            accountant=params.accountant, seed=params.seed,
-            model=params.model, path=context.path,
-            privacy_unit=getattr(context.budget, "privacy_unit", None),
-            rows_per_person=getattr(context.budget, "max_contributions_per_partition", 1),
-        )
+        if params.model != "cnn":
+            require_scatter_extra()
+        stage = cls.__new__(cls)  # params were validated with the config: not again
+        stage._setup(params, classes=list(label.categories), device=None, threads=None, path=context.path,
+                     privacy_unit=getattr(getattr(context, "budget", None), "privacy_unit", None),
+                     rows_per_person=getattr(getattr(context, "budget", None), "max_contributions_per_partition", 1),
+                     pixel_range=tuple(image.bounds) if image is not None and image.bounds is not None else None)  # type: ignore[arg-type]
+        return stage
+
+    def __repr__(self) -> str:
+        given = {k: v for k, v in self.params.model_dump().items() if v is not None and k not in ("image", "label")}
+        return f"Train(image={self.params.image!r}, label={self.params.label!r}, " + ", ".join(f"{k}={v!r}" for k, v in given.items()) + ")"
 
     def input_columns(self) -> list[str]:
         return [self.params.image, self.params.label] + ([self.privacy_unit] if self.privacy_unit else [])
@@ -193,19 +250,25 @@ class Train(SinkStage):
         train_rows, held_rows = holdout_split(len(examples), p.holdout, rng)
         check_budget(account, epsilon=p.target_epsilon, delta=delta, stage=self.path)
         require_training_extra()
-        from .dpsgd import DpSgdSettings, train_dp  # torch is imported here, not before
+        if p.model != "cnn":
+            require_scatter_extra()
+        from .dpsgd import train_dp  # torch is imported here, not before
 
-        settings = DpSgdSettings(
-            target_epsilon=p.target_epsilon, delta=delta, epochs=p.epochs, batch_size=p.batch_size,
-            learning_rate=p.learning_rate, max_grad_norm=p.max_grad_norm, momentum=self.momentum,
-            accountant=p.accountant, seed=self.seed,
-        )
+        values, why = choose_settings(rows=len(train_rows), target_epsilon=p.target_epsilon, model=p.model,
+                                      given={k: getattr(p, k) for k in CHOSEN})
+        settings = DpSgdSettings(target_epsilon=p.target_epsilon, delta=delta, accountant=p.accountant, seed=self.seed,
+                                 model=p.model, **values)
         log.info("training on %d rows (%d held out), target epsilon %g", len(train_rows), len(held_rows), p.target_epsilon)
         outcome = train_dp(
             examples.take(train_rows), examples.take(held_rows), settings,
             classes=len(self.classes), device=self.device, threads=self.threads,
         )
         card = self._card(examples, train_rows, held_rows, settings, outcome, delta_source)
+        card["chosen_settings"] = chosen_settings(settings, why, outcome, train_rows=len(train_rows))
+        card["warnings"] = accuracy_warnings(outcome.accuracy, examples.labels[held_rows], classes=len(self.classes),
+                                             epsilon=p.target_epsilon, rows=len(train_rows), model=p.model)
+        for warning in card["warnings"]:
+            log.warning("%s", warning)
         record_spend(account, epsilon=outcome.epsilon, delta=delta, details={
             k: card[k] for k in ("accountant", "target_epsilon", "epsilon_by_accountant", "noise_multiplier", "sample_rate", "steps", "rows")
         })
@@ -252,7 +315,10 @@ class Train(SinkStage):
             "sampling": "poisson",
             "privacy_unit": "one row of the data trained on",
             "classes": [_json_value(c) for c in self.classes],
-            "model": {**outcome.model.spec, "parameters": int(sum(t.numel() for t in outcome.model.parameters()))},
+            "model": {**outcome.model.spec, "kind": settings.model,
+                      "parameters": int(sum(t.numel() for t in outcome.model.parameters()))},
+            "grad_sample_mode": outcome.extras.get("grad_sample_mode"),
+            "feature_seconds": round(float(outcome.extras.get("feature_seconds", 0.0)), 4),
             "image": self.params.image,
             "label": self.params.label,
             "device": outcome.device,
@@ -265,4 +331,4 @@ def _json_value(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["Train", "TrainResult", "require_training_extra"]
+__all__ = ["Train", "TrainResult", "accuracy_warnings", "chosen_settings", "require_scatter_extra", "require_training_extra"]

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from privprep.schemas.errors import DataError
+from privprep.schemas.errors import ConfigError, DataError
 
 from .budget import check_budget, record_spend
 from .card import write_model_dir
@@ -166,8 +166,8 @@ def _rows_of(batch: list[int], order: np.ndarray, starts: np.ndarray, limit: int
 
 def fit_user_level(stage: Any, table: pa.Table, *, account: Any, model_dir: Path | str | None) -> Any:
     """``Train.fit`` at the level of people: split by person, train, spend, write the model card."""
-    from .dpsgd import DpSgdSettings
-    from .stage import TrainResult, require_training_extra
+    from .settings import CHOSEN, DpSgdSettings, choose_settings
+    from .stage import TrainResult, accuracy_warnings, chosen_settings, require_training_extra
 
     p = stage.params
     if stage.privacy_unit not in table.column_names:
@@ -190,9 +190,14 @@ def fit_user_level(stage: Any, table: pa.Table, *, account: Any, model_dir: Path
     train_rows, held_rows = holdout_people(people, p.holdout, rng)
     check_budget(account, epsilon=p.target_epsilon, delta=delta, stage=stage.path)
     require_training_extra()
-    settings = DpSgdSettings(target_epsilon=p.target_epsilon, delta=delta, epochs=p.epochs, batch_size=p.batch_size,
-                             learning_rate=p.learning_rate, max_grad_norm=p.max_grad_norm, momentum=stage.momentum,
-                             accountant=p.accountant, seed=stage.seed)
+    if p.model != "cnn":
+        raise ConfigError(f"{stage.path}.model: DP-SGD at the level of people (budget.privacy_unit) trains model cnn only, "
+                          f"not {p.model}")
+    # Left-out settings are chosen as for rows, counting people: a step samples people, not rows.
+    values, why = choose_settings(rows=len(np.unique(people[train_rows])), target_epsilon=p.target_epsilon, model=p.model,
+                                  given={k: getattr(p, k) for k in CHOSEN})
+    settings = DpSgdSettings(target_epsilon=p.target_epsilon, delta=delta, accountant=p.accountant, seed=stage.seed,
+                             model=p.model, **values)
     outcome = train_user_dp(examples.take(train_rows), people[train_rows], examples.take(held_rows), settings,
                             classes=len(stage.classes), rows_per_person=stage.rows_per_person,
                             device=stage.device, threads=stage.threads)
@@ -207,6 +212,9 @@ def fit_user_level(stage: Any, table: pa.Table, *, account: Any, model_dir: Path
         "delta_below_one_over_people": delta < 1 / max(n_people, 1),
     })
     card.pop("delta_below_one_over_rows", None)
+    card["chosen_settings"] = chosen_settings(settings, why, outcome, train_rows=train_people)
+    card["warnings"] = accuracy_warnings(outcome.accuracy, examples.labels[held_rows], classes=len(stage.classes),
+                                         epsilon=p.target_epsilon, rows=train_people, model=p.model)
     record_spend(account, epsilon=outcome.epsilon, delta=delta, details={
         **{k: card[k] for k in ("accountant", "target_epsilon", "epsilon_by_accountant", "noise_multiplier", "sample_rate",
                                 "steps", "rows", "people")}, "privacy_unit": stage.privacy_unit,

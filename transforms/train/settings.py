@@ -1,0 +1,129 @@
+"""The DP-SGD settings of one training (``train``) or of every site of a federated one, and the defaults
+chosen from the data when the config leaves a setting out.
+
+One settings object for both: :class:`DpSgdSettings` (the ``train`` stage, the benchmark) and its
+subclass :class:`~privprep.transforms.federated.settings.FederatedSettings` (rounds and local epochs
+added). Their constructors keep the values as given; the rules are written once, in the config's
+params model (:class:`privprep.schemas.stages.DpSgdParams`), and :meth:`DpSgdSettings.validate`
+applies those same rules to settings built in Python.
+
+:func:`choose_settings` fills what was left out (``None``) from the number of training rows, the
+target ε and the model, and says why, for the model card:
+
+* **batch size** (expected, Poisson): the power of two nearest ``rows / 16`` (about 16 batches per
+  epoch), between 16 and 256 for the pixel CNN, 64 and 4096 for the ScatterNet models. The noise
+  added to the mean gradient has standard deviation σ·C/B: larger batches drown less signal, while
+  the noise multiplier σ for a given ε grows only slowly with the sampling rate.
+* **epochs**: 20 for the CNN (10 on more than 10,000 rows at ε < 2: the step count the budget can
+  afford shrinks with ε); for the ScatterNet models 40 at ε ≥ 2 and 20 below.
+* **learning rate**: 1.0 for the CNN (0.5 above 10,000 rows), 4.0 with momentum 0.9 for the linear
+  ScatterNet head (measured on MNIST, docs/training.md), 1.0 with momentum 0.9 for the ScatterNet CNN
+  (measured on the 8×8 sample only; not yet tuned on MNIST).
+* **clipping norm** C: 1.0 for the CNN, 0.1 for the ScatterNet models (Tramèr & Boneh 2021).
+
+>>> values, why = choose_settings(rows=3200, target_epsilon=3.0, model="cnn", given={})
+>>> values["batch_size"], values["epochs"], values["learning_rate"], values["max_grad_norm"], values["momentum"]
+(256, 20, 1.0, 1.0, 0.0)
+>>> choose_settings(rows=48000, target_epsilon=3.0, model="scatter_linear", given={"epochs": 5})[0]["epochs"]
+5
+>>> DpSgdSettings(target_epsilon=0, delta=1e-5).validate()
+Traceback (most recent call last):
+...
+ValueError: target_epsilon: Input should be greater than 0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from privprep.schemas.stages import ACCOUNTANTS, MODELS
+
+#: The settings :func:`choose_settings` fills when left out.
+CHOSEN = ("batch_size", "epochs", "learning_rate", "max_grad_norm", "momentum")
+_LARGE_ROWS = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class DpSgdSettings:
+    """Everything that fixes a DP-SGD run besides the data (values as given; see :meth:`validate`)."""
+
+    target_epsilon: float
+    delta: float | None = None
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1.0
+    max_grad_norm: float = 1.0
+    momentum: float = 0.0
+    accountant: str = "prv"
+    seed: int | None = None
+    model: str = "cnn"
+    grad_sample_mode: str | None = None
+    physical_batch_size: int | None = None
+    #: For the model card: why each setting that the config left out got its value (:func:`choose_settings`).
+    reasons: dict[str, str] | None = field(default=None, compare=False)
+
+    def validate(self) -> "DpSgdSettings":
+        """Raise ``ValueError`` (one line per problem) where a value breaks the config's rules; return self."""
+        from pydantic import ValidationError
+
+        from privprep.schemas.stages import DpSgdParams
+
+        names = set(DpSgdParams.model_fields)
+        try:
+            DpSgdParams.model_validate({k: v for k, v in asdict(self).items() if k in names})
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        if self.physical_batch_size is not None and self.physical_batch_size < 1:
+            raise ValueError("physical_batch_size must be >= 1")
+        return self
+
+    def replace(self, **changes: Any) -> "DpSgdSettings":
+        """A copy with ``changes``."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return type(self)(**{**values, **changes})
+
+
+def _power_of_two(value: float, low: int, high: int) -> int:
+    return int(min(high, max(low, 2 ** round(math.log2(max(value, 1.0))))))
+
+
+def choose_settings(*, rows: int, target_epsilon: float, model: str, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values of :data:`CHOSEN` (``given`` where not None, else chosen from ``rows``, ``target_epsilon``
+    and ``model``) and, for each chosen one, why."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}")
+    scatter = model != "cnn"
+    low, high = (64, 4096) if scatter else (16, 256)
+    auto: dict[str, tuple[Any, str]] = {
+        "batch_size": (_power_of_two(rows / 16, low, high),
+                       f"the power of two nearest rows/16 = {rows / 16:.0f} (about 16 Poisson batches per epoch), "
+                       f"kept within {low}..{high} for {model}: larger batches carry less noise per example"),
+    }
+    if scatter:
+        auto["epochs"] = (40, "40 at epsilon >= 2 for the ScatterNet models") if target_epsilon >= 2 else \
+            (20, "20 at epsilon < 2 for the ScatterNet models: fewer steps leave less noise per step")
+        lr = 4.0 if model == "scatter_linear" else 1.0
+        measured = "measured on MNIST" if model == "scatter_linear" else "measured on the 8x8 sample only"
+        auto["learning_rate"] = (lr, f"{lr:g} with momentum 0.9 for {model} ({measured}, docs/training.md)")
+        auto["max_grad_norm"] = (0.1, "0.1 for the ScatterNet models (Tramer & Boneh 2021)")
+        auto["momentum"] = (0.9, "0.9 for the ScatterNet models (Tramer & Boneh 2021)")
+    else:
+        large = rows > _LARGE_ROWS
+        auto["epochs"] = (10, f"10 on more than {_LARGE_ROWS:,} rows at epsilon < 2") if large and target_epsilon < 2 else \
+            (20, "20 for the CNN")
+        auto["learning_rate"] = (0.5, f"0.5 on more than {_LARGE_ROWS:,} rows") if large else (1.0, f"1.0 on up to {_LARGE_ROWS:,} rows")
+        auto["max_grad_norm"] = (1.0, "1.0 for the CNN")
+        auto["momentum"] = (0.0, "plain SGD for the CNN")
+    values: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    for name in CHOSEN:
+        if given.get(name) is not None:
+            values[name] = given[name]
+        else:
+            values[name], why[name] = auto[name]
+    return values, why
+
+
+__all__ = ["ACCOUNTANTS", "CHOSEN", "DpSgdSettings", "MODELS", "choose_settings"]
