@@ -80,3 +80,44 @@ def test_user_level_training_accounts_over_people_and_reports_the_unit(torch, tm
     assert card["delta"] == 1e-3  # below 1 / 130 people
     assert card["accuracy"] > 0.5  # chance is 1/3
     assert json.loads((tmp_path / "model" / "model_card.json").read_text())["privacy_unit_column"] == "pid"
+
+
+def test_a_cli_run_trains_at_the_level_of_people_on_the_pseudonymized_unit(torch, tmp_path: Path, cli) -> None:
+    """End to end: the unit is pseudonymized (consistent pseudonyms keep a person's rows together), the
+    train stage samples people, the card names the unit, and ε recomputed from the card matches."""
+    import pyarrow.parquet as pq
+    import yaml
+    from opacus.accountants import RDPAccountant
+
+    from privprep.pipeline.keyring import Keyring
+    from tests.transforms.test_train import DIGITS
+
+    rows, each = 300, 3
+    table = digits_table(rows).add_column(0, "pid", pa.array([f"person-{i // each:04d}" for i in range(rows)]))
+    pq.write_table(table, tmp_path / "in.parquet")
+    Keyring.create(tmp_path / "k.keyring")
+    config = {
+        "version": 1, "input": "in.parquet", "output": "out", "keyring": "k.keyring",
+        "budget": {"epsilon": 4.0, "delta": 1e-3, "ledger": "l.json", "privacy_unit": "pid",
+                   "max_contributions_per_partition": 2},
+        "columns": {"pid": {"role": "identifier"}, "image": {"role": "insensitive", "bounds": [0, 16]},
+                    "label": {"role": "insensitive", "categories": DIGITS}},
+        "stages": [{"pseudonymize": {"columns": ["pid"], "domain": "people"}},
+                   {"train": {"image": "image", "label": "label", "target_epsilon": 2.0, "epochs": 2, "seed": 0,
+                              "accountant": "rdp"}}],
+    }
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = cli("run", tmp_path / "pipeline.yaml", "--quiet")
+    assert result.code == 0, result.err
+    card = json.loads((tmp_path / "out" / "model" / "model_card.json").read_text())
+    assert card["privacy_unit_column"] == "pid" and card["people"] == rows // each
+    assert card["train_people"] + card["holdout_people"] == rows // each and card["rows_per_person_per_step"] == 2
+    assert card["sample_rate"] == pytest.approx(min(1.0, card["batch_size"] / card["train_people"]))
+    accountant = RDPAccountant()
+    accountant.history = [(card["noise_multiplier"], card["sample_rate"], card["steps"])]
+    assert accountant.get_epsilon(card["delta"]) == pytest.approx(card["epsilon_by_accountant"]["rdp"], rel=1e-6)
+    assert card["epsilon"] <= 2.0 and card["chosen_settings"]["batch_size"]["source"] == "default"
+    ledger = json.loads((tmp_path / "l.json").read_text())
+    assert [(e["kind"], e["details"]["privacy_unit"]) for e in ledger["entries"]] == [("train", "pid")]
+    for path in (tmp_path / "out").rglob("*"):
+        assert not path.is_file() or b"person-" not in path.read_bytes(), path  # raw units never leave the input
