@@ -102,6 +102,7 @@ class Pseudonymize(KeyedColumnStage):
     Params = PseudonymizeParams
     purpose: ClassVar[str] = "pseudonymize"
     options: ClassVar[tuple[str, ...]] = ("columns", "domain")
+    transient: ClassVar[tuple[str, ...]] = ("_hmacs",)  # hash states do not pickle; rebuilt per domain on use
 
     def __init__(self, *, key: SecretKey | bytes, columns: list[str] | None = None, domain: str | None = None) -> None:
         key = self.secret_key(key)
@@ -110,6 +111,9 @@ class Pseudonymize(KeyedColumnStage):
         self.columns = list(columns) if columns else None
         self.domain = domain
         self.key = key
+        self.open()
+
+    def open(self) -> None:
         self._hmacs: dict[str, HmacSha256] = {}
 
     def report(self) -> dict[str, Any]:
