@@ -43,7 +43,7 @@ def measure(
     sensitive: list[str] | None = None,
     *,
     k: int | None = None,
-    batch_rows: int = 65_536,
+    batch_rows: int = 1_048_576,
     delimiter: str = ",",
 ) -> dict[str, Any]:
     """Privacy measures of the table at ``input`` for the given quasi-identifiers (and sensitive columns)."""
@@ -65,7 +65,7 @@ def measure(
                         f"{', '.join(nested)}; flatten or cast them first")
     warnings = _protected_columns(source, quasi_identifiers, sensitive, batch_rows)
     counter = TupleCounter(columns)
-    for table in source.batches(columns, batch_rows=batch_rows):
+    for table in source.batches(columns, batch_rows=batch_rows, dictionary=True):
         counter.observe(table)
     tuples = counter.result()
     flat = {q: _identity(q, tuples.dictionaries[tuples.index(q)]) for q in quasi_identifiers}
@@ -94,7 +94,11 @@ def measure(
             pairs = measures.pair_counts(classes, tuples.counts, codes, space)  # once for the three measures
             distinct = measures.distinct_l(classes, tuples.counts, codes, space, pairs=pairs)[present]
             entropy = measures.entropy_l(classes, tuples.counts, codes, space, pairs=pairs)[present]
-            emd = measures.t_closeness(classes, tuples.counts, codes, space, ordered=ordered, pairs=pairs)[present]
+            if ordered:
+                emd = measures.t_closeness(classes, tuples.counts, codes, space, ordered=True, pairs=pairs)[present]
+            else:
+                overall = np.bincount(codes, weights=tuples.counts, minlength=int(codes.max(initial=0)) + 1)
+                emd = measures.t_closeness_equal(pairs, overall / max(overall.sum(), 1), space)[present]
             per_column[name] = {
                 "distinct_l": int(distinct.min()) if len(distinct) else 0,
                 "entropy_l": float(entropy.min()) if len(entropy) else 0.0,

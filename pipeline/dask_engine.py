@@ -37,10 +37,11 @@ from typing import Any
 import pandas as pd
 
 from privprep.schemas.errors import NotAvailableError, UsageError
-from privprep.transforms.base import GlobalStage, ReleaseStage, Stage
+from privprep.transforms.base import GlobalStage, ReleaseStage, RowStage, Stage
 
-from .engine import Observer, StageTally, WriteResult
-from .io import InputSource, PartWriter, Piece
+from .column_encryption import ColumnEncryption
+from .engine import Observer, PassResult, StageTally, WriteResult
+from .io import InputSource, Piece, WriterSpec
 from .output_files import OutputFiles
 from .plan import Plan
 from .progress import Progress
@@ -158,7 +159,7 @@ class DaskEngine:
 
     # -- pass 1 ----------------------------------------------------------------------------------
     def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
-                seconds: dict[int, float]) -> None:
+                seconds: dict[int, float] | None = None) -> PassResult:
         from dask import delayed
 
         for observer in observers:
@@ -181,12 +182,13 @@ class DaskEngine:
         for observer, copy in zip(observers, observed):
             observer.stage.merge(copy)
         elapsed = time.perf_counter() - t0
-        for observer in observers:
-            seconds[observer.index] += elapsed / max(len(observers), 1)
+        result = PassResult(seconds={o.index: elapsed / max(len(observers), 1) for o in observers})
+        result._add_to(seconds)
+        return result
 
     # -- pass 2 ----------------------------------------------------------------------------------
     def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
-              seconds: dict[int, float]) -> WriteResult:
+              seconds: dict[int, float] | None = None) -> WriteResult:
         import dask.dataframe as dd
 
         io = plan.loaded.config.io
@@ -194,17 +196,14 @@ class DaskEngine:
         pieces = source.pieces(io.partition_rows)
         self.partitions = len(pieces)
         data_dir.mkdir(parents=True, exist_ok=True)
-        row_stages = [(i, s) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
+        row_stages = plan.row_steps
         indices = [i for i, _ in row_stages]
-        writer = {
-            "directory": str(data_dir), "schema": plan.output_schema, "rows_per_file": io.rows_per_file,
-            "compression": io.compression, "encryption": outputs.encryption, "batch_rows": io.batch_rows,
-        }
         # One task per partition reads its piece batch by batch, runs every row stage on each batch as
         # the streaming engine does, and writes the partition's parts: the partition is never whole in
         # memory, and nothing moves between workers but the small table of parts written.
-        parts = dd.from_map(_write_piece, range(len(pieces)), pieces, source=source, stages=row_stages, writer=writer,
-                            meta=_written_meta(indices), enforce_metadata=False)
+        parts = dd.from_map(_write_piece, range(len(pieces)), pieces, source=source, stages=row_stages,
+                            spec=plan.writer_spec, directory=str(data_dir), encryption=outputs.encryption,
+                            batch_rows=io.batch_rows, meta=_written_meta(indices), enforce_metadata=False)
         with progress.step(f"writing {len(pieces)} partition(s) on Dask"):
             (table,) = self._compute(parts)
         summary = table[table["part"] < 0]
@@ -212,15 +211,13 @@ class DaskEngine:
         files = _rename_in_order(data_dir, table)
         rows_out = int(table["rows"].sum())
         if not files:  # every row suppressed or an empty input: one valid, empty part, like streaming
-            empty = PartWriter(data_dir, plan.output_schema, rows_per_file=io.rows_per_file,
-                               compression=io.compression, encryption=outputs.properties, file_metadata=outputs.metadata)
-            files = empty.close()
-        rows_in = int(summary["rows"].sum())
-        for index in indices:
-            seconds[index] += float(summary[f"seconds_{index}"].sum())
-        return WriteResult(rows_in=rows_in, rows_out=rows_out, files=files,
-                           rows_in_by_stage={i: int(summary[f"in_{i}"].sum()) for i in indices},
-                           rows_out_by_stage={i: int(summary[f"out_{i}"].sum()) for i in indices})
+            files = outputs.open_writer(plan.writer_spec, data_dir).close()
+        result = WriteResult(seconds={i: float(summary[f"seconds_{i}"].sum()) for i in indices},
+                             rows_in=int(summary["rows"].sum()), rows_out=rows_out, files=files,
+                             rows_in_by_stage={i: int(summary[f"in_{i}"].sum()) for i in indices},
+                             rows_out_by_stage={i: int(summary[f"out_{i}"].sum()) for i in indices})
+        result._add_to(seconds)
+        return result
 
     def _compute(self, *collections: Any) -> tuple[Any, ...]:
         if self.client is not None:
@@ -265,20 +262,18 @@ def _written_meta(indices: list[int]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _write_piece(number: int, piece: Piece, *, source: InputSource, stages: list[tuple[int, Stage]],
-                 writer: dict[str, Any]) -> pd.DataFrame:
+def _write_piece(number: int, piece: Piece, *, source: InputSource, stages: list[tuple[int, RowStage]],
+                 spec: WriterSpec, directory: str, encryption: ColumnEncryption | None, batch_rows: int) -> pd.DataFrame:
     """Read one piece batch by batch, run the row stages (index, stage) on each batch and write the
     partition as Parquet parts named after its ``number``; returns the parts and the partition's
     counts (:func:`_written_meta`)."""
     # Per-file stages hold this partition's data keys: one copy per task (the others are only read).
-    stages = [(i, copy.deepcopy(s) if getattr(s, "per_file", False) else s) for i, s in stages]
-    outputs = OutputFiles(encryption=writer["encryption"], per_file=[s for _, s in stages if getattr(s, "per_file", False)])
-    parts = PartWriter(Path(writer["directory"]), writer["schema"], prefix=f".partition-{number:06d}",
-                       rows_per_file=writer["rows_per_file"], compression=writer["compression"],
-                       encryption=outputs.properties, file_metadata=outputs.metadata)
+    stages = [(i, copy.deepcopy(s) if s.per_file else s) for i, s in stages]
+    outputs = OutputFiles(encryption=encryption, per_file=[s for _, s in stages if s.per_file])
+    parts = outputs.open_writer(spec, Path(directory), prefix=f".partition-{number:06d}")
     tally = StageTally()
     read = 0
-    for batch in outputs.batches(source.read(piece, batch_rows=writer["batch_rows"]), parts):
+    for batch in outputs.batches(source.read(piece, batch_rows=batch_rows), parts):
         read += batch.num_rows
         parts.write(tally.run(batch, stages))
     files = parts.close(empty_part=False)  # a partition whose rows were all suppressed writes no part

@@ -2,7 +2,8 @@
 spending, sinks, reports, committing the run directory) stays in :mod:`runner`, whichever engine runs.
 
 An engine gets the plan's stage objects and calls only their public interface (``transform``,
-``observe``, ``merge``); no stage knows which engine runs it.
+``observe``, ``merge``); no stage knows which engine runs it. Each pass returns what it measured
+(:class:`PassResult`, :class:`WriteResult`); the runner adds the figures up.
 
 * :class:`StreamingEngine` (default): one process, the input read a piece at a time in order.
 * :class:`~privprep.pipeline.dask_engine.DaskEngine`: pieces are Dask partitions; see that module.
@@ -14,13 +15,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import pyarrow as pa
 
-from privprep.transforms.base import Stage
+from privprep.transforms.base import MapStage, ObservingStage, ReleaseStage, RowStage, SinkStage, Stage, Transforming
+from privprep.transforms.drop import Drop
 
-from .io import PartWriter
 from .overlap import WriteBehind, prefetch
 from .output_files import OutputFiles
 from .plan import Plan
@@ -32,24 +33,37 @@ class Observer:
     """A global or release stage in pass 1: the map stages before it that touch its columns run first."""
 
     index: int
-    stage: Stage
-    prefix: list[Stage]
+    stage: ObservingStage
+    prefix: list[MapStage]
     columns: list[str]
 
     def feed(self, table: Any) -> None:
         view = table.select(self.columns)
         for map_stage in self.prefix:
-            view = map_stage.transform(view)  # type: ignore[attr-defined]
-        self.stage.observe(view)  # type: ignore[attr-defined]
+            view = map_stage.transform(view)
+        self.stage.observe(view)
 
 
 @dataclass
-class WriteResult:
-    """What the write pass produced."""
+class PassResult:
+    """What a data pass measured: the seconds each stage took in it, by the stage's index in the plan."""
 
-    rows_in: int
-    rows_out: int
-    files: list[Path]
+    seconds: dict[int, float] = field(default_factory=dict)
+
+    def _add_to(self, seconds: dict[int, float] | None) -> None:
+        """For callers of the old signature, which passed a ``seconds`` dict to be added to."""
+        if seconds is not None:
+            for index, spent in self.seconds.items():
+                seconds[index] = seconds.get(index, 0.0) + spent
+
+
+@dataclass
+class WriteResult(PassResult):
+    """What the write pass produced: rows read and written, the parts, and each row stage's rows and seconds."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    files: list[Path] = field(default_factory=list)
     rows_in_by_stage: dict[int, int] = field(default_factory=dict)
     rows_out_by_stage: dict[int, int] = field(default_factory=dict)
 
@@ -63,28 +77,29 @@ class StageTally:
     rows_out: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     seconds: dict[int, float] = field(default_factory=lambda: defaultdict(float))
 
-    def run(self, table: pa.Table, stages: list[tuple[int, Stage]]) -> pa.Table:
+    def run(self, table: pa.Table, stages: Sequence[tuple[int, Transforming]]) -> pa.Table:
         """``table`` through ``stages`` (index, stage) in order, counted."""
         for index, stage in stages:
             t0 = time.perf_counter()
             self.rows_in[index] += table.num_rows
-            table = stage.transform(table)  # type: ignore[attr-defined]
+            table = stage.transform(table)
             self.rows_out[index] += table.num_rows
             self.seconds[index] += time.perf_counter() - t0
         return table
 
 
 class Engine(Protocol):
-    """The two data passes over a plan's input."""
+    """The two data passes over a plan's input; each returns what it measured."""
 
     name: str
 
     def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
-                seconds: dict[int, float]) -> None:
-        """Pass 1: every observer's stage has observed the whole input (projected to ``columns``)."""
+                seconds: dict[int, float] | None = None) -> PassResult:
+        """Pass 1: every observer's stage has observed the whole input (projected to ``columns``).
+        (``seconds``, when given, is added to as well: the signature of earlier versions.)"""
 
     def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
-              seconds: dict[int, float]) -> WriteResult:
+              seconds: dict[int, float] | None = None) -> WriteResult:
         """Pass 2: map and global stages applied in order, Parquet parts written under ``data_dir``."""
 
     def describe(self) -> dict[str, Any]:
@@ -99,9 +114,9 @@ def unread_columns(stages: list[Stage]) -> set[str]:
     used: set[str] = set()
     unread: set[str] = set()
     for stage in stages:
-        if stage.kind == "sink":
+        if isinstance(stage, SinkStage):
             break
-        if stage.name == "drop" and type(stage).__module__ == "privprep.transforms.drop":
+        if type(stage) is Drop:
             unread |= {c for c in stage.input_columns() if c not in used}
             continue
         if not type(stage).__module__.startswith("privprep.transforms") or not stage.input_columns():
@@ -120,12 +135,12 @@ class _Unread:
         return table
 
 
-def _reading(stage: Stage, unread: set[str]) -> Any:
+def _reading(stage: RowStage, unread: set[str]) -> Transforming:
     """``stage`` as the write pass runs it when ``unread`` columns are not read."""
-    if not unread or stage.name != "drop" or not unread & set(stage.input_columns()):
+    if not unread or type(stage) is not Drop or not unread & set(stage.input_columns()):
         return stage
     rest = [c for c in stage.input_columns() if c not in unread]
-    return type(stage)(columns=rest) if rest else _Unread(stage)  # type: ignore[call-arg]
+    return Drop(columns=rest) if rest else _Unread(stage)
 
 
 def observers(plan: Plan) -> tuple[list[Observer], list[str]]:
@@ -133,19 +148,18 @@ def observers(plan: Plan) -> tuple[list[Observer], list[str]]:
 
     A release stage observes the input as declared; a global stage observes it after the map stages
     before it that touch its columns."""
-    stages = plan.stages
     found: list[Observer] = []
     needed: set[str] = set()
-    for index, stage in enumerate(stages):
-        if stage.kind == "release":
+    for index, stage in plan.observing:
+        if isinstance(stage, ReleaseStage):
             found.append(Observer(index, stage, [], stage.input_columns()))
             needed |= set(stage.input_columns())
-        elif stage.kind == "global":
-            own = set(stage.input_columns())
-            prefix = [s for s in stages[:index] if s.kind == "map" and own & set(s.input_columns())]
-            columns = own.union(*(set(s.input_columns()) for s in prefix))
-            found.append(Observer(index, stage, prefix, sorted(columns)))
-            needed |= columns
+            continue
+        own = set(stage.input_columns())
+        prefix = [s for i, s in plan.row_steps if i < index and isinstance(s, MapStage) and own & set(s.input_columns())]
+        columns = own.union(*(set(s.input_columns()) for s in prefix))
+        found.append(Observer(index, stage, prefix, sorted(columns)))
+        needed |= columns
     return found, [name for name in plan.source.schema.names if name in needed]
 
 
@@ -155,28 +169,29 @@ class StreamingEngine:
     name = "streaming"
 
     def observe(self, plan: Plan, observers: list[Observer], columns: list[str], progress: Progress,
-                seconds: dict[int, float]) -> None:
+                seconds: dict[int, float] | None = None) -> PassResult:
         io = plan.loaded.config.io
+        spent: dict[int, float] = defaultdict(float)
         with progress.task("observing", plan.source.rows) as advance:
             for table in plan.source.batches(columns, batch_rows=io.batch_rows, piece_rows=io.partition_rows):
                 for observer in observers:
                     t1 = time.perf_counter()
                     observer.feed(table)
-                    seconds[observer.index] += time.perf_counter() - t1
+                    spent[observer.index] += time.perf_counter() - t1
                 advance(table.num_rows)
             table = None  # drop the last batch (there is none for an input of 0 rows)
         pa.default_memory_pool().release_unused()  # the read buffers, before decide() needs memory
+        result = PassResult(seconds=dict(spent))
+        result._add_to(seconds)
+        return result
 
     def write(self, plan: Plan, data_dir: Path, outputs: OutputFiles, progress: Progress,
-              seconds: dict[int, float]) -> WriteResult:
+              seconds: dict[int, float] | None = None) -> WriteResult:
         io = plan.loaded.config.io
-        writer = PartWriter(
-            data_dir, plan.output_schema, rows_per_file=io.rows_per_file, compression=io.compression,
-            encryption=outputs.properties, file_metadata=outputs.metadata,
-        )
+        writer = outputs.open_writer(plan.writer_spec, data_dir)
         rows_in = 0
         unread = unread_columns(plan.stages)
-        row_stages = [(i, _reading(s, unread)) for i, s in enumerate(plan.stages) if s.kind in ("map", "global")]
+        row_stages = [(i, _reading(s, unread)) for i, s in plan.row_steps]
         tally = StageTally()
         names = [name for name in plan.source.schema.names if name not in unread]
         batches = prefetch(plan.source.batches(names, batch_rows=io.batch_rows, piece_rows=io.partition_rows))
@@ -200,13 +215,13 @@ class StreamingEngine:
             batches.close()
             raise
         files = writer.close()
-        for index, spent in tally.seconds.items():
-            seconds[index] += spent
-        return WriteResult(rows_in=rows_in, rows_out=writer.rows, files=files,
-                           rows_in_by_stage=dict(tally.rows_in), rows_out_by_stage=dict(tally.rows_out))
+        result = WriteResult(seconds=dict(tally.seconds), rows_in=rows_in, rows_out=writer.rows, files=files,
+                             rows_in_by_stage=dict(tally.rows_in), rows_out_by_stage=dict(tally.rows_out))
+        result._add_to(seconds)
+        return result
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
 
 
-__all__ = ["Engine", "Observer", "StageTally", "StreamingEngine", "WriteResult", "observers", "unread_columns"]
+__all__ = ["Engine", "Observer", "PassResult", "StageTally", "StreamingEngine", "WriteResult", "observers", "unread_columns"]

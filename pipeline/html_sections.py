@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from . import plots as P
 from .html_parts import DP_TABLE_ROWS, KIND_TEXT, cards, code, esc, grid, names, num, pct, raw, table
 
 COMMON = {"name", "kind", "seconds", "rows_in", "rows_out"}
 PROTECTION = {"pseudonymize": "pseudonymized", "tokenize": "tokenized", "encrypt": "encrypted", "mask": "masked", "drop": "dropped"}
+#: A stage section's body from its report entry: (html, the entry keys it showed).
+Render = Callable[[Any, int, dict[str, Any]], tuple[str, set[str]]]
+#: Stage name -> its section renderer (each registered where it is defined); others get :func:`_columns`.
+SECTIONS: dict[str, Render] = {}
+
+
+def renders(name: str) -> Callable[[Render], Render]:
+    """Decorator: the section of stage ``name`` in ``report.html``."""
+
+    def add(render: Render) -> Render:
+        SECTIONS[name] = render
+        return render
+
+    return add
 
 
 # -- summary ------------------------------------------------------------------------------------------------
@@ -97,9 +111,14 @@ def stage_epsilon(s: dict[str, Any]) -> float:
     return _query_epsilon(s.get("releases") or []) if isinstance(s.get("releases"), list) else 0.0
 
 
+def _spends(s: dict[str, Any]) -> bool:
+    """Whether a stage entry is a DP stage's: releases and sinks (DP training) spend budget."""
+    return s["kind"] in ("release", "sink")
+
+
 def budget_segments(doc: dict[str, Any]) -> list[tuple[str, float]]:
     """Spends for the budget bar: earlier runs, then each DP stage of this run."""
-    this_run = [(f"{i + 1}. {s['name']}", stage_epsilon(s)) for i, s in enumerate(doc["stages"]) if s["name"] in ("dp_stats", "train")]
+    this_run = [(f"{i + 1}. {s['name']}", stage_epsilon(s)) for i, s in enumerate(doc["stages"]) if _spends(s)]
     spent = doc["budget"]["spent_epsilon"] if doc.get("budget") else 0.0
     earlier = max(spent - math.fsum(e for _, e in this_run), 0.0)
     return [("earlier runs", earlier), *this_run]
@@ -113,7 +132,7 @@ def _budget(page: Any) -> str:
 
         return budgets(doc)
     if not b:
-        if any(s["name"] in ("dp_stats", "train") for s in doc["stages"]):
+        if any(_spends(s) for s in doc["stages"]):
             return "<p class='muted'>This report holds no budget section.</p>"
         return "<p class='muted'>No DP stage ran: no privacy budget was spent.</p>"
     segments = budget_segments(doc)
@@ -162,9 +181,7 @@ def stage_section(page: Any, index: int, s: dict[str, Any]) -> str:
     )
     facts = [("Rows in", num(s.get("rows_in"))), ("Rows out", num(s.get("rows_out"))), ("Seconds", f"{s['seconds']:.3g}")]
     common = "<div class='facts'>" + "".join(f"<span><b>{k}</b> {v}</span>" for k, v in facts) + "</div>"
-    from .html_federated import section as _federated
-
-    render = {"k_anonymity": _k_anonymity, "dp_stats": _dp_stats, "train": _train, "federated_train": _federated}.get(s["name"], _columns)
+    render = SECTIONS.get(s["name"], _columns)
     body, used = (_columns if s.get("plugin") else render)(page, index, s)
     extra = {k: v for k, v in s.items() if k not in COMMON | used and v not in (None, {}, [])}
     more = ""
@@ -186,6 +203,7 @@ def _columns(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     return (table(rows) if rows else ""), set(labels)
 
 
+@renders("k_anonymity")
 def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     search = s["search"]
     rows_total = search.get("rows") or s.get("rows_in")
@@ -242,6 +260,7 @@ def _k_anonymity(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str
     return body, used
 
 
+@renders("dp_stats")
 def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     releases = s["releases"]
     eps = stage_epsilon(s)
@@ -251,6 +270,7 @@ def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
             facts.append((label, esc(s[key])))
     if s.get("seeded"):
         facts.append(("Noise", "<span class='badge warn'>seeded: reproducible, for tests only</span>"))
+    facts.extend(_people_facts(s))
     rows = [[num(r.get("query")), code(r["column"]), esc(r["stat"]), _where(r), f"<b>{num(r['value'])}</b>",
              f"± {num(r['error_95'])}", num(r["epsilon"]), esc(r["mechanism"]),
              "–" if r.get("bounds") is None else f"[{num(r['bounds'][0])}, {num(r['bounds'][1])}]", num(r["noise_scale"])]
@@ -262,7 +282,8 @@ def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     if page.plots:
         queries: dict[Any, list[dict[str, Any]]] = {}
         for r in releases:
-            queries.setdefault((r.get("query"), r["column"], r["stat"], r.get("by")), []).append(r)
+            by = r.get("by")
+            queries.setdefault((r.get("query"), r["column"], r["stat"], ", ".join(by) if isinstance(by, list) else by), []).append(r)
         for n, ((q, column, stat, by), group) in enumerate(queries.items()):
             title = f"{stat} of {column}" + (f" by {by}" if by else "") + f"  (ε {group[0]['epsilon']:.3g})"
             name = f"dp-{index + 1}-{n + 1}"
@@ -271,12 +292,31 @@ def _dp_stats(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
         figs = f"<div class='plots2'>{figs}</div>"
     local = _local(s.get("local_not_dp"))
     body = f"{table(facts)}<h3>Released values</h3><div class='scroll'>{table_html}</div>{more}{figs}{local}"
-    return body, {"releases", "epsilon", "delta", "neighbouring", "composition", "seeded", "local_not_dp"}
+    return body, {"releases", "epsilon", "delta", "neighbouring", "composition", "seeded", "local_not_dp",
+                  "privacy_unit", "contribution_bounds", "partition_selection"}
+
+
+def _people_facts(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The privacy unit, its contribution bounds and the private key selections (counts only)."""
+    facts = []
+    if s.get("privacy_unit"):
+        facts.append(("Privacy unit", f"one person: every row of one {code(s['privacy_unit'])} value"))
+    bounds = s.get("contribution_bounds")
+    if bounds:
+        facts.append(("Contribution bounds", f"at most {num(bounds.get('max_partitions_contributed'))} group(s) per person, "
+                                             f"{num(bounds.get('max_contributions_per_partition'))} row(s) per group"))
+    for sel in s.get("partition_selection") or []:
+        facts.append((f"Keys of {names(sel.get('group_by') or [])}",
+                      f"selected privately ({esc(sel.get('mechanism'))}, ε {num(sel.get('epsilon'))}, δ {num(sel.get('delta'))}, "
+                      f"threshold {num(sel.get('threshold'))} people): {num(sel.get('keys_released'))} released"))
+    return facts
 
 
 def _where(r: dict[str, Any]) -> str:
     parts = []
-    if r.get("by") is not None:
+    if isinstance(r.get("by"), list):
+        parts.append(", ".join(f"{code(b)} = {esc(g)}" for b, g in zip(r["by"], r.get("group") or [])))
+    elif r.get("by") is not None:
         parts.append(f"{code(r['by'])} = {esc(r.get('group'))}")
     if r.get("bin") is not None:
         b = r["bin"]
@@ -298,10 +338,17 @@ def _local(local: dict[str, Any] | None) -> str:
     for key, label in (("missing", "Missing values"), ("outside_categories", "Values outside the declared categories")):
         if local.get(key):
             parts.append(grid(["Column", label], [[code(c), num(n)] for c, n in local[key].items()]))
+    if local.get("bounding"):
+        parts.append(grid(["Query", "Rows kept by contribution bounding", "Rows dropped by contribution bounding"],
+                          [[num(b["query"]), num(b["rows_kept"]), num(b["rows_dropped"])] for b in local["bounding"]]))
+    if local.get("keys"):
+        parts.append(grid(["Grouped by", "Keys observed", "Keys suppressed (never shown)"],
+                          [[names(k["group_by"]), num(k["keys_observed"]), num(k["keys_suppressed"])] for k in local["keys"]]))
     return ("<details class='local'><summary>Exact local counts: <b>not differentially private</b>, "
             f"for the data owner only</summary>{''.join(parts)}</details>")
 
 
+@renders("train")
 def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     keys = [("epsilon", "ε"), ("delta", "δ"), ("accountant", "Accountant"), ("noise_multiplier", "Noise multiplier"),
             ("max_grad_norm", "Max gradient norm"), ("sample_rate", "Sample rate"), ("epochs", "Epochs"), ("steps", "Steps"),
@@ -317,3 +364,10 @@ def _train(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
     if history and not fig:
         fig = grid(["Epoch", "Accuracy", "ε"], [[num(h["epoch"]), pct(h.get("accuracy")), num(h.get("epsilon"))] for h in history])
     return f"{kpis}{table(rows)}{fig}", {k for k, _ in keys} | {"accuracy", "history"}
+
+
+@renders("federated_train")
+def _federated(page: Any, index: int, s: dict[str, Any]) -> tuple[str, set[str]]:
+    from .html_federated import section  # imported on use: html_federated imports this module's helpers
+
+    return section(page, index, s)

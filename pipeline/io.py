@@ -74,25 +74,34 @@ class InputSource:
         return pieces
 
     def batches(
-        self, columns: list[str] | None = None, *, batch_rows: int = 65_536, piece_rows: int = 1_048_576
+        self, columns: list[str] | None = None, *, batch_rows: int = 65_536, piece_rows: int = 1_048_576,
+        dictionary: bool = False,
     ) -> Iterator[pa.Table]:
         """Yield the input in order as tables of at most ``batch_rows`` rows, only ``columns``.
 
         Parquet files are read one after the other, a run of row groups at a time, so memory is bounded
         by one row group whatever the input size (a dataset scanner may buffer up to 1 GiB ahead of a
-        slow consumer). CSV goes through a dataset scanner with bounded readahead."""
+        slow consumer). CSV goes through a dataset scanner with bounded readahead. With ``dictionary``,
+        Parquet string and binary columns come as dictionary arrays of the input type's values (the
+        file's dictionary pages, no strings materialized per row), for readers that only count values."""
         for piece in self.pieces(piece_rows):
-            yield from self.read(piece, columns, batch_rows=batch_rows)
+            yield from self.read(piece, columns, batch_rows=batch_rows, dictionary=dictionary)
 
-    def read(self, piece: "Piece", columns: list[str] | None = None, *, batch_rows: int = 65_536) -> Iterator[pa.Table]:
+    def read(
+        self, piece: "Piece", columns: list[str] | None = None, *, batch_rows: int = 65_536, dictionary: bool = False
+    ) -> Iterator[pa.Table]:
         """Yield one piece as tables of at most ``batch_rows`` rows, only ``columns``, cast to the input schema."""
         names = columns if columns is not None else self.schema.names
         target = pa.schema([self.schema.field(name) for name in names])
         if self.format != "parquet":
             yield from self._csv_batches(piece.file, names, batch_rows)
             return
+        as_dictionary = [f.name for f in target if dictionary and _dictionary_readable(f.type)]
+        if as_dictionary:
+            target = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable, f.metadata)
+                                if f.name in as_dictionary else f for f in target])
         try:
-            reader = pq.ParquetFile(open_source(piece.file))
+            reader = pq.ParquetFile(open_source(piece.file), read_dictionary=as_dictionary or None)
             if piece.row_groups == ():
                 return
             batches = reader.iter_batches(batch_size=batch_rows, row_groups=list(piece.row_groups or ()) or None,
@@ -121,6 +130,11 @@ class InputSource:
                     yield pa.Table.from_batches([batch])
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"input file '{file}' could not be read ({_short(exc, self.schema)})") from None
+
+
+def _dictionary_readable(kind: pa.DataType) -> bool:
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind))
 
 
 @dataclass(frozen=True)
@@ -232,6 +246,21 @@ def _short(exc: BaseException, schema: pa.Schema | None = None) -> str:
 
 def _column_name(schema: pa.Schema, index: int) -> str:
     return f"column '{schema.names[index]}'" if 0 <= index < len(schema.names) else f"column #{index}"
+
+
+@dataclass(frozen=True)
+class WriterSpec:
+    """How a run's output parts are written, wherever and by whichever engine (it pickles)."""
+
+    schema: pa.Schema
+    rows_per_file: int
+    compression: str
+
+    def open(self, directory: Path, *, encryption: Callable[[], Any] | None = None,
+             file_metadata: Callable[[], dict[str, str]] | None = None, prefix: str = "part") -> "PartWriter":
+        """A :class:`PartWriter` of parts under ``directory`` (see there for ``encryption`` and ``file_metadata``)."""
+        return PartWriter(directory, self.schema, rows_per_file=self.rows_per_file, compression=self.compression,
+                          encryption=encryption, file_metadata=file_metadata, prefix=prefix)
 
 
 class PartWriter:

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
-from privprep.schemas.config import RELEASE_STAGES, SINK_STAGES, stage_path
+from privprep.schemas.config import stage_path
 from privprep.schemas.errors import BudgetError, ConfigError
 from privprep.transforms.privacy_account import PlannedSpend, Remaining
 
@@ -58,16 +58,13 @@ _SAMPLE_BYTES = 1 << 20
 
 
 def planned_spends(config: Any) -> list[PlannedSpend]:
-    """The spends of a config's ``dp_stats`` and ``train`` stages, in stage order."""
+    """The spends of a config's DP stages (each params model states its own), in stage order."""
     spends = []
     budget_delta = config.budget.delta if config.budget is not None else 0.0
     for index, entry in enumerate(config.stages):
-        path = stage_path(index, entry.tag)
-        if entry.tag in RELEASE_STAGES:
-            spends.append(PlannedSpend(path, entry.tag, float(entry.params.epsilon), 0.0))
-        elif entry.tag in SINK_STAGES:
-            delta = entry.params.delta if entry.params.delta is not None else budget_delta
-            spends.append(PlannedSpend(path, entry.tag, float(entry.params.target_epsilon), float(delta)))
+        planned = entry.params.planned_spend(budget_delta=budget_delta)
+        if planned is not None:
+            spends.append(PlannedSpend(stage_path(index, entry.tag), entry.tag, float(planned[0]), float(planned[1])))
     return spends
 
 

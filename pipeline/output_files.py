@@ -14,12 +14,18 @@ is transformed after its part was started (and its data key made) and lands in t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
+from privprep.transforms.base import Stage
+
 from .column_encryption import ColumnEncryption, for_output
-from .io import PartWriter
+from .io import PartWriter, WriterSpec
+
+if TYPE_CHECKING:  # plan imports what imports this module
+    from .plan import Plan
 
 
 @dataclass
@@ -27,15 +33,18 @@ class OutputFiles:
     """Per-part encryption properties and metadata of a run's output."""
 
     encryption: ColumnEncryption | None
-    per_file: list[Any]
+    per_file: list[Stage]
 
     @classmethod
-    def for_plan(cls, plan: Any) -> "OutputFiles":
+    def for_plan(cls, plan: Plan) -> "OutputFiles":
         """From a plan: resolves the output encryption keys now, so a missing key fails before writing."""
         config = plan.loaded.config
         encryption = for_output(plan.loaded.keyring, config.output_encryption, plan.output_schema)
-        per_file = [stage for stage in plan.row_stages if getattr(stage, "per_file", False)]
-        return cls(encryption=encryption, per_file=per_file)
+        return cls(encryption=encryption, per_file=[stage for stage in plan.row_stages if stage.per_file])
+
+    def open_writer(self, spec: WriterSpec, directory: Path, *, prefix: str = "part") -> PartWriter:
+        """A writer of parts under ``directory`` that get this output's encryption and metadata."""
+        return spec.open(directory, encryption=self.properties, file_metadata=self.metadata, prefix=prefix)
 
     @property
     def properties(self) -> Callable[[], Any] | None:

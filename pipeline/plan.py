@@ -1,6 +1,10 @@
 """From a loaded config to a runnable plan: stage objects from the registry, keys resolved, the input
 opened, and the data's schema checked against the declarations. Nothing is written here, so a
-``--dry-run`` stops after it."""
+``--dry-run`` stops after it.
+
+The plan is the one place that sorts stages by their kind (their base class): the engines and the
+runner take :attr:`Plan.row_steps`, :attr:`Plan.observing`, :attr:`Plan.releases` and
+:attr:`Plan.sinks` from it, each as ``(index in the config, stage)`` pairs in config order."""
 
 from __future__ import annotations
 
@@ -15,10 +19,12 @@ from privprep.schemas.errors import ConfigError, DataError, KeyringError, Privpr
 from privprep.schemas.keyring import SecretKey
 from privprep.schemas.suggest import closest
 from privprep.transforms import registry
-from privprep.transforms.base import Stage, StageContext
+from privprep.transforms.base import (
+    STAGE_BASES, GlobalStage, MapStage, ObservingStage, ReleaseStage, RowStage, SinkStage, Stage, StageContext,
+)
 
 from .config import LoadedConfig
-from .io import InputSource
+from .io import InputSource, WriterSpec
 from .keyring import ENV_VAR, Keyring
 from .ledger import Ledger, PlannedSpend, open_ledger
 from .rundir import check_no_overlap
@@ -40,9 +46,45 @@ class Plan:
     ledger: Ledger | None = None
     spends: list[PlannedSpend] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        for stage in self.stages:  # the runner dispatches on these classes: any other stage would be skipped
+            if not isinstance(stage, STAGE_BASES):
+                raise TypeError(f"stage '{stage.name}' ({type(stage).__qualname__}) must subclass MapStage, "
+                                "GlobalStage, ReleaseStage or SinkStage")
+
     @property
-    def row_stages(self) -> list[Stage]:
-        return [s for s in self.stages if s.kind in ("map", "global")]
+    def row_steps(self) -> list[tuple[int, RowStage]]:
+        """Map and global stages: pass 2 runs them on every batch, in order."""
+        return [(i, s) for i, s in enumerate(self.stages) if isinstance(s, (MapStage, GlobalStage))]
+
+    @property
+    def row_stages(self) -> list[RowStage]:
+        return [stage for _, stage in self.row_steps]
+
+    @property
+    def observing(self) -> list[tuple[int, ObservingStage]]:
+        """Global and release stages: pass 1 feeds them; then each decides or releases, in order."""
+        return [(i, s) for i, s in enumerate(self.stages) if isinstance(s, (GlobalStage, ReleaseStage))]
+
+    @property
+    def releases(self) -> list[tuple[int, ReleaseStage]]:
+        return [(i, s) for i, s in enumerate(self.stages) if isinstance(s, ReleaseStage)]
+
+    @property
+    def sinks(self) -> list[tuple[int, SinkStage]]:
+        """Stages that consume the written output (last)."""
+        return [(i, s) for i, s in enumerate(self.stages) if isinstance(s, SinkStage)]
+
+    @property
+    def passes(self) -> int:
+        """Passes over the input: two when a stage observes it first."""
+        return 2 if self.observing else 1
+
+    @property
+    def writer_spec(self) -> WriterSpec:
+        """How the output parts are written (schema, file size, compression)."""
+        io = self.loaded.config.io
+        return WriterSpec(schema=self.output_schema, rows_per_file=io.rows_per_file, compression=io.compression)
 
     def describe(self) -> str:
         """A human-readable plan, for ``--dry-run``."""
@@ -58,8 +100,7 @@ class Plan:
         for index, stage in enumerate(self.stages):
             cols = ", ".join(stage.input_columns()) or "-"
             lines.append(f"  {index + 1}. {stage.name:<13} {stage.kind:<8} {cols}")
-        passes = 2 if any(s.kind in ("global", "release") for s in self.stages) else 1
-        lines.append(f"passes   {passes} over the input")
+        lines.append(f"passes   {self.passes} over the input")
         lines.append("keys     " + (", ".join(self.keys_used) or "none"))
         if self.ledger is not None:
             asked = sum(s.epsilon for s in self.spends)
@@ -71,14 +112,18 @@ class Plan:
         return "\n".join(lines)
 
 
-def build_plan(loaded: LoadedConfig) -> Plan:
-    """Build stages, resolve keys, open the input and check its schema; raises on any problem."""
+def build_plan(loaded: LoadedConfig, *, with_ledger: bool = True, log_warnings: bool = True) -> Plan:
+    """Build stages, resolve keys, open the input and check its schema; raises on any problem.
+
+    ``with_ledger=False`` leaves the dataset's ledger closed (``plan.ledger`` is None) and
+    ``log_warnings=False`` only lists the warnings in ``plan.warnings``: for a simulated federation,
+    whose sites each account in their own ledger and warn in their own runs."""
     cfg = loaded.config
     keys = _KeyResolver(loaded.keyring)
     stages = []
     for index, entry in enumerate(cfg.stages):
         path = stage_path(index, entry.tag)
-        context = StageContext(columns=dict(cfg.columns), resolve_key=keys, base_dir=loaded.base_dir, path=path)
+        context = StageContext(columns=dict(cfg.columns), resolve_key=keys, base_dir=loaded.base_dir, path=path, budget=cfg.budget)
         try:
             stages.append(registry.get(entry.tag).from_config(entry.params, context=context))
         except PrivprepError as exc:
@@ -89,22 +134,22 @@ def build_plan(loaded: LoadedConfig) -> Plan:
     _check_declared(loaded, source.schema)
     schema = source.schema
     for index, stage in enumerate(stages):
-        if stage.kind in ("map", "global"):
+        if isinstance(stage, (MapStage, GlobalStage)):
             try:
                 schema = stage.output_schema(schema)
             except DataError as exc:
                 raise DataError(f"{stage_path(index, stage.name)}: {exc} (input '{loaded.input}')") from None
     for stage in stages:
-        if stage.kind == "release":
+        if isinstance(stage, ReleaseStage):
             try:
                 stage.output_schema(source.schema)  # release stages see the input as declared; errors name their path
             except PrivprepError as exc:
                 raise type(exc)(f"{exc} (input '{loaded.input}')") from None
-    ledger, spends = open_ledger(loaded, source)
+    ledger, spends = open_ledger(loaded, source) if with_ledger else (None, [])
     if ledger is not None:
         ledger.check(spends)  # refused before any data is read (exit 1), nothing written
     warnings = _warnings(loaded)
-    for warning in warnings:
+    for warning in warnings if log_warnings else []:
         log.warning("%s", warning)
     used = list(dict.fromkeys(k for s in stages for k in s.keys_used()))
     return Plan(

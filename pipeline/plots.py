@@ -310,9 +310,9 @@ def dp_query(name: str, title: str, releases: list[dict[str, Any]]) -> str | Non
 def _label(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, (list, tuple)) and len(value) == 2:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
         return f"[{_fmt(value[0])}, {_fmt(value[1])})"
-    return str(value)
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _slot(release: dict[str, Any]) -> str:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from privprep.schemas.report import validate_report
 
 from .fsutil import write_text_atomic
+
+if TYPE_CHECKING:  # the plan's modules import much; a report only reads it
+    from .plan import Plan
 
 REPORT_VERSION = 1
 
@@ -26,7 +29,7 @@ def privprep_version() -> str:
 
 def build_report(
     *,
-    plan: Any,
+    plan: Plan,
     status: str,
     rows_in: int,
     rows_out: int,

@@ -124,8 +124,7 @@ class Sweep:
     def _write_run(self, k: int | None, stage: Stage | None) -> Path:
         """A run directory of the map stages and the k_anonymity stage (decided), no DP stage."""
         plan = self.plan
-        stages = [stage if i == self.k_index and stage is not None else s for i, s in enumerate(plan.stages)
-                  if s.kind in ("map", "global")]
+        stages = [stage if i == self.k_index and stage is not None else s for i, s in plan.row_steps]
         name = f"k-{k}" if k is not None else "base"
         loaded = dataclasses.replace(plan.loaded, output=self.work / "runs" / name)
         run_plan = dataclasses.replace(plan, loaded=loaded, stages=stages, ledger=None, spends=[])

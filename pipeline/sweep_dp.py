@@ -37,16 +37,18 @@ class ExactSource(NoiseSource):
     def laplace(self, value: float, *, epsilon: float, sensitivity: float, tail: float = 0.05) -> Noisy:
         return Noisy(float(value), "exact", 0.0, 0.0, epsilon, float(sensitivity))
 
-    def count(self, value: int, *, epsilon: float, truncate: bool = True, tail: float = 0.05) -> Noisy:
-        return Noisy(int(value), "exact", 0.0, 0.0, epsilon, 1.0)
+    def count(self, value: int, *, epsilon: float, truncate: bool = True, tail: float = 0.05, sensitivity: int = 1) -> Noisy:
+        return Noisy(int(value), "exact", 0.0, 0.0, epsilon, float(sensitivity))
 
-    def counts(self, values: np.ndarray, *, epsilon: float, truncate: bool = True) -> np.ndarray:
+    def counts(self, values: np.ndarray, *, epsilon: float, truncate: bool = True, sensitivity: int = 1) -> np.ndarray:
         return np.asarray(values, dtype=np.int64).copy()
 
 
 def exact_values(stage: Any) -> list[dict[str, Any]]:
     """The exact value of every statistic ``stage`` released (aligned with its releases)."""
     source = ExactSource()
+    if getattr(stage, "person_level", False):  # bounded once, at release: no second, exact pass (not swept yet)
+        return []
     return [entry for query in stage.queries_ for entry in query.release(source)]
 
 

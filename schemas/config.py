@@ -16,9 +16,11 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
+from . import stages as _stages
 from .base import ColumnName, KeyId, StrictModel
-from .stages import StageSpec
+from .stages import STAGE_PARAMS, StageSpec
 from .suggest import closest, did_you_mean, keys_at
 
 Role = Literal["identifier", "quasi_identifier", "sensitive", "insensitive"]
@@ -26,12 +28,12 @@ Category = str | int | float | bool
 #: The largest magnitude of a declared bound: DP variances square sums of values, which must stay finite.
 MAX_BOUND = 1e100
 
-#: Stages that protect an identifier column; an identifier that none of them touches is a config error.
-PROTECTING_STAGES = ("pseudonymize", "tokenize", "encrypt", "mask", "drop")
-#: Stage kinds by name, as far as the config needs them (the runner asks the stage objects).
-GLOBAL_STAGES = ("k_anonymity", "microaggregate")
-RELEASE_STAGES = ("dp_stats",)
-SINK_STAGES = ("train",)
+# What a stage is comes from its params model (``kind``, ``protects``, ``planned_spend``); these
+# tuples of privprep's own stage names are derived from them, for code that still reads them.
+PROTECTING_STAGES = tuple(n for n, p in STAGE_PARAMS.items() if p.protects and n != "drop") + ("drop",)
+GLOBAL_STAGES = tuple(n for n, p in STAGE_PARAMS.items() if p.kind == "global")
+RELEASE_STAGES = tuple(n for n, p in STAGE_PARAMS.items() if p.kind == "release")
+SINK_STAGES = tuple(n for n, p in STAGE_PARAMS.items() if p.kind == "sink")
 
 
 class ColumnSpec(StrictModel):
@@ -66,6 +68,15 @@ class Budget(StrictModel):
     slack: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="delta given up for advanced composition")
     allow_input_change: bool = Field(
         False, description="keep adding to a ledger whose recorded input differs from this input (the same dataset, changed)"
+    )
+    privacy_unit: ColumnName | None = Field(
+        None, description="column naming the person a row belongs to: every DP release protects a person (all their rows), not a row"
+    )
+    max_partitions_contributed: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1, description="with privacy_unit: groups one person may contribute to (more are dropped at random); a dp_stats stage may override it"
+    )
+    max_contributions_per_partition: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        1, description="with privacy_unit: rows one person may contribute to one group (more are dropped at random); a dp_stats stage may override it"
     )
 
     @model_validator(mode="after")
@@ -127,6 +138,17 @@ class PipelineConfig(StrictModel):
         return [name for name, spec in self.columns.items() if spec.role == role]
 
 
+def _rebuild_stages_field() -> None:
+    """A plug-in registered its params model: ``stages:`` entries of its name validate from now on."""
+    PipelineConfig.model_fields["stages"] = FieldInfo.from_annotated_attribute(
+        list[_stages.StageSpec], Field(default_factory=list)
+    )
+    PipelineConfig.model_rebuild(force=True)
+
+
+_stages._on_rebuild.append(_rebuild_stages_field)
+
+
 def stage_path(index: int, name: str) -> str:
     """The config path of a stage entry, as error messages write it."""
     return f"stages[{index}].{name}"
@@ -148,18 +170,17 @@ def check_references(config: PipelineConfig) -> list[str]:
         for column in params.referenced():
             if column not in declared:
                 problems.append(f"{path}: column '{column}' is not declared under 'columns'{did_you_mean(column, declared)}")
-            elif column not in available and name not in RELEASE_STAGES:
+            elif column not in available and params.kind != "release":  # a release observes the input as declared
                 problems.append(f"{path}: column '{column}' was dropped by an earlier stage")
-        if name in PROTECTING_STAGES:
-            protected.update(params.columns)
-        if name == "drop":
-            available -= set(params.columns)
-        if name in RELEASE_STAGES:
+        protected.update(params.protected_columns())
+        available -= set(params.removed_columns())
+        if isinstance(params, _stages.DpStatsParams):
             problems.extend(check_dp_queries(config.columns, params, path))
-        if name in SINK_STAGES and index != len(names) - 1:
+        if params.kind == "sink" and index != len(names) - 1:
             problems.append(f"{path}: a '{name}' stage must be the last stage")
     problems.extend(_check_budget(config))
-    if sum(n in GLOBAL_STAGES for n in names) > 1:
+    problems.extend(_check_privacy_unit(config))
+    if sum(entry.params.kind == "global" for entry in config.stages) > 1:
         problems.append(
             "stages: at most one k_anonymity stage per pipeline"
             + (" (or one microaggregate stage: each observes the input before the other's changes)" if "microaggregate" in names else "")
@@ -174,6 +195,28 @@ def check_references(config: PipelineConfig) -> list[str]:
         for column in config.output_encryption.columns:
             if column not in declared:
                 problems.append(f"output_encryption.columns: column '{column}' is not declared under 'columns'")
+    return problems
+
+
+def _check_privacy_unit(config: PipelineConfig) -> list[str]:
+    """``budget.privacy_unit`` must name a declared column; dp_stats may not group by it."""
+    unit = config.budget.privacy_unit if config.budget is not None else None
+    if unit is None:
+        return []
+    if unit not in config.columns:
+        return [f"budget.privacy_unit: column '{unit}' is not declared under 'columns'{did_you_mean(unit, set(config.columns))}; "
+                "name the column that identifies the person a row belongs to"]
+    problems = []
+    for index, entry in enumerate(config.stages):
+        if entry.tag in ("drop", "encrypt") and unit in entry.params.columns and any(e.tag in SINK_STAGES for e in config.stages):
+            problems.append(f"{stage_path(index, entry.tag)}: the train stage groups rows by budget.privacy_unit '{unit}', "
+                            f"which this stage {'drops' if entry.tag == 'drop' else 'encrypts at random'}; "
+                            "pseudonymize or tokenize it instead")
+        if entry.tag in RELEASE_STAGES:
+            for q_index, query in enumerate(entry.params.queries):
+                if unit in entry.params.grouping(query) or query.column == unit and query.stat != "count":
+                    problems.append(f"{stage_path(index, entry.tag)}.queries[{q_index}]: '{unit}' is the privacy unit; "
+                                    "a query may count it but not group by it or measure it")
     return problems
 
 
@@ -211,18 +254,35 @@ def check_dp_queries(columns: dict[str, ColumnSpec], params: Any, path: str) -> 
         if query.by is not None:
             by_spec = columns.get(query.by)
             if by_spec is not None and by_spec.categories is None:
-                problems.append(f"{where}: grouping by '{query.by}' needs declared categories under columns.{query.by}")
-            if query.by == query.column:
+                problems.append(f"{where}: grouping by '{query.by}' needs declared categories under columns.{query.by} "
+                                "(or use group_by: [...], whose undeclared keys are selected privately)")
+        for column in params.grouping(query):
+            if column == query.column:
                 problems.append(f"{where}: a query cannot be grouped by its own column '{query.column}'")
+            elif columns.get(column) is not None and columns[column].role == "identifier":
+                problems.append(f"{where}: cannot group by '{column}', an identifier: its values would be released as group keys")
+    private = [q for q in params.queries if any(columns.get(c) is not None and columns[c].categories is None
+                                                 for c in params.grouping(q))]
+    selection = getattr(params, "selection", None)
+    if private and selection is None:
+        names = ", ".join(c for c in params.grouping(private[0]) if columns.get(c) is not None and columns[c].categories is None)
+        problems.append(
+            f"{path}: group_by column(s) {names} declare no categories, so their keys are selected privately, which spends "
+            "budget: add selection: {epsilon: E, delta: D} to the stage (or declare categories: [...] to make the keys public)"
+        )
+    if selection is not None and not private:
+        problems.append(f"{path}.selection: no query groups by a column without declared categories; remove 'selection'")
     return problems
 
 
 def _check_budget(config: PipelineConfig) -> list[str]:
     """DP stages spend from the dataset's budget: without one (and its ledger) a pipeline fails closed."""
-    spending = [(i, e.tag) for i, e in enumerate(config.stages) if e.tag in RELEASE_STAGES + SINK_STAGES]
+    budget_delta = config.budget.delta if config.budget is not None else 0.0
+    spending = [(i, e.tag, spend) for i, e in enumerate(config.stages)
+                if (spend := e.params.planned_spend(budget_delta=budget_delta)) is not None]
     if not spending:
         return []
-    index, name = spending[0]
+    index, name, _ = spending[0]
     if config.budget is None:
         return [
             f"{stage_path(index, name)}: a '{name}' stage spends privacy budget, but the config has no 'budget'; "
@@ -234,10 +294,13 @@ def _check_budget(config: PipelineConfig) -> list[str]:
             f"budget.ledger: required with a '{name}' stage, so that spends on this dataset add up across runs; "
             "give a path such as ledgers/<dataset>.json"
         )
+    for i, tag, (cost, _) in spending:
+        if cost > config.budget.epsilon:
+            problems.append(f"{stage_path(i, tag)}: epsilon {cost:g} is more than the whole budget.epsilon {config.budget.epsilon:g}")
     for i, entry in enumerate(config.stages):
-        cost = getattr(entry.params, "epsilon", None) if entry.tag in RELEASE_STAGES else getattr(entry.params, "target_epsilon", None)
-        if entry.tag in RELEASE_STAGES + SINK_STAGES and cost is not None and cost > config.budget.epsilon:
-            problems.append(f"{stage_path(i, entry.tag)}: epsilon {cost:g} is more than the whole budget.epsilon {config.budget.epsilon:g}")
+        if isinstance(entry.params, _stages.DpStatsParams) and entry.params.delta_spent() > config.budget.delta:
+            problems.append(f"{stage_path(i, entry.tag)}.selection.delta: {entry.params.delta_spent():g} is more than the whole "
+                            f"budget.delta {config.budget.delta:g}; raise budget.delta (e.g. 1e-5) or lower selection.delta")
     return problems
 
 

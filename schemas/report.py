@@ -258,10 +258,28 @@ class DpRelease(Open):
     noise_scale: Annotated[float, Field(ge=0)]
     error_95: Annotated[float, Field(ge=0)] = Field(description="|released - exact clipped| <= error_95 with probability >= 95%")
     query: Count | None = None
-    by: str | None = None
-    group: Category | None = Field(None, description="declared category of the 'by' column")
+    by: str | list[str] | None = Field(None, description="the column (or columns) grouped by")
+    group: Category | list[Category | None] | None = Field(
+        None, description="the group's key: a declared category, or a key released by private selection"
+    )
     bin: Category | tuple[float, float] | None = Field(None, description="declared category, or [low, high) of a numeric bin")
     quantile: Probability | None = None
+
+
+class BoundingCounts(Open):
+    """Rows of one query kept and dropped by contribution bounding (exact, not DP)."""
+
+    query: Count
+    rows_kept: Count
+    rows_dropped: Count
+
+
+class KeyCounts(Open):
+    """Keys of one private grouping observed and suppressed by partition selection (exact, not DP)."""
+
+    group_by: list[ColumnName]
+    keys_observed: Count
+    keys_suppressed: Count
 
 
 class LocalNotDp(Open):
@@ -271,6 +289,28 @@ class LocalNotDp(Open):
     rows_observed: Count | None = None
     missing: dict[str, Count] | None = None
     outside_categories: dict[str, Count] | None = None
+    bounding: list[BoundingCounts] | None = None
+    keys: list[KeyCounts] | None = None
+
+
+class ContributionBounds(Open):
+    """How much one person may contribute (``budget.privacy_unit``)."""
+
+    max_partitions_contributed: Annotated[int, Field(ge=1)]
+    max_contributions_per_partition: Annotated[int, Field(ge=1)]
+
+
+class PartitionSelection(Open):
+    """One private selection of group keys (thresholded Laplace); only the number released is reported."""
+
+    group_by: list[ColumnName]
+    mechanism: str
+    epsilon: Epsilon
+    delta: Probability
+    threshold: float
+    noise_scale: Annotated[float, Field(ge=0)]
+    max_partitions_contributed: Annotated[int, Field(ge=1)]
+    keys_released: Count
 
 
 class DpStatsEntry(StageBase):
@@ -280,6 +320,9 @@ class DpStatsEntry(StageBase):
     epsilon: Epsilon | None = None
     delta: Probability | None = None
     local_not_dp: LocalNotDp | None = None
+    privacy_unit: ColumnName | None = Field(None, description="the column naming the person each release protects")
+    contribution_bounds: ContributionBounds | None = None
+    partition_selection: list[PartitionSelection] | None = None
 
 
 class TrainEpoch(Open):

@@ -8,11 +8,22 @@ need the column declarations (does the column exist, is it numeric with bounds) 
 >>> entry = TypeAdapter(StageSpec).validate_python({"pseudonymize": {"columns": ["id"], "domain": "patients"}})
 >>> entry.tag, entry.params.columns
 ('pseudonymize', ['id'])
+
+A params model also says what the config checks and the ledger need to know of its stage, so that
+nothing outside it lists stages by name: its ``kind``, the identifier columns it ``protects``, the
+columns it removes, and the privacy budget it will spend (:meth:`StageParams.planned_spend`).
+
+>>> DpStatsParams(epsilon=0.5, queries=[{"column": "age", "stat": "count"}]).planned_spend(budget_delta=1e-5)
+(0.5, 0.0)
+>>> TrainParams(image="img", label="y", target_epsilon=3.0).planned_spend(budget_delta=1e-5)
+(3.0, 1e-05)
+>>> DropParams(columns=["name"]).kind, DropParams(columns=["name"]).protected_columns()
+('map', ['name'])
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Callable, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -27,10 +38,39 @@ def _computable_epsilon(value: float) -> float:
 
 MIN_EPSILON = 1e-6
 Epsilon = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False), AfterValidator(_computable_epsilon)]
+#: The four kinds of stage (see :mod:`privprep.transforms.base`).
+StageKind = Literal["map", "global", "release", "sink"]
 
 
-class PseudonymizeParams(StrictModel):
+class StageParams(StrictModel):
+    """Base of every stage's params model: the stage's traits that the config checks and the ledger use."""
+
+    #: map, global, release (observes the input as declared, spends budget) or sink (last, spends budget)
+    kind: ClassVar[StageKind] = "map"
+    #: whether the stage protects the identifier columns it names in ``columns``
+    protects: ClassVar[bool] = False
+
+    def referenced(self) -> list[str]:
+        """Columns the stage names (each must be declared)."""
+        return []
+
+    def protected_columns(self) -> list[str]:
+        """Identifier columns this stage protects (a declared identifier nobody protects is a config error)."""
+        return list(getattr(self, "columns", None) or []) if self.protects else []
+
+    def removed_columns(self) -> list[str]:
+        """Columns gone from the rows after this stage (later row stages cannot name them)."""
+        return []
+
+    def planned_spend(self, *, budget_delta: float) -> tuple[float, float] | None:
+        """The (epsilon, delta) this stage will spend, known before any data is read; ``None``: it spends nothing."""
+        return None
+
+
+class PseudonymizeParams(StageParams):
     """Keyed, consistent pseudonyms: HMAC-SHA256 under a per-domain HKDF key (SPEC §6)."""
+
+    protects: ClassVar[bool] = True
 
     columns: ColumnList
     domain: Domain | None = Field(None, description="pseudonym domain; defaults to the column name")
@@ -40,18 +80,25 @@ class PseudonymizeParams(StrictModel):
         return list(self.columns)
 
 
-class DropParams(StrictModel):
+class DropParams(StageParams):
     """Remove columns from the output."""
+
+    protects: ClassVar[bool] = True
 
     columns: ColumnList
 
     def referenced(self) -> list[str]:
         return list(self.columns)
 
+    def removed_columns(self) -> list[str]:
+        return list(self.columns)
 
-class MaskParams(StrictModel):
+
+class MaskParams(StageParams):
     """Replace every character but ``keep_first`` leading and ``keep_last`` trailing ones with ``char``.
     A value not longer than ``keep_first + keep_last`` is masked entirely (nothing is revealed whole)."""
+
+    protects: ClassVar[bool] = True
 
     columns: ColumnList
     keep_first: Annotated[int, Field(ge=0)] = 0
@@ -62,8 +109,10 @@ class MaskParams(StrictModel):
         return list(self.columns)
 
 
-class TokenizeParams(StrictModel):
+class TokenizeParams(StageParams):
     """Deterministic, joinable, reversible tokens (AES-SIV, domain as associated data)."""
+
+    protects: ClassVar[bool] = True
 
     columns: ColumnList
     domain: Domain | None = None
@@ -73,8 +122,10 @@ class TokenizeParams(StrictModel):
         return list(self.columns)
 
 
-class EncryptParams(StrictModel):
+class EncryptParams(StageParams):
     """Randomized authenticated encryption (AES-256-GCM), or sealed to a recipient's public key."""
+
+    protects: ClassVar[bool] = True
 
     columns: ColumnList
     key: KeyId | None = None
@@ -90,7 +141,7 @@ class EncryptParams(StrictModel):
         return list(self.columns)
 
 
-class GeneralizeParams(StrictModel):
+class GeneralizeParams(StageParams):
     """Fixed generalization: each column to a given level of its hierarchy."""
 
     hierarchies: Annotated[dict[ColumnName, HierarchySpec], Field(min_length=1)]
@@ -123,11 +174,13 @@ class LDiversity(StrictModel):
         return self
 
 
-class KAnonymityParams(StrictModel):
+class KAnonymityParams(StageParams):
     """k-anonymity under a suppression limit and optional l / t criteria: optimal full-domain
     generalization (``full_domain``, the default) or Mondrian multidimensional local recoding
     (``mondrian``: numeric quasi-identifiers cut at medians into ``[lo, hi]`` ranges, the others
     along their hierarchies)."""
+
+    kind: ClassVar[StageKind] = "global"
 
     k: Annotated[int, Field(ge=1)]
     algorithm: Literal["full_domain", "mondrian"] = Field(
@@ -156,9 +209,11 @@ class KAnonymityParams(StrictModel):
         return sorted(set(cols) | set(self.l_diversity) | set(self.t_closeness))
 
 
-class MicroaggregateParams(StrictModel):
+class MicroaggregateParams(StageParams):
     """MDAV microaggregation (Domingo-Ferrer & Torra): numeric columns replaced by the centroid of
     groups of at least k nearest records (standardized distances)."""
+
+    kind: ClassVar[StageKind] = "global"
 
     columns: ColumnList
     k: Annotated[int, Field(ge=2)]
@@ -183,6 +238,9 @@ class DpQuery(StrictModel):
     stat: Stat
     epsilon: Epsilon | None = None
     by: ColumnName | None = Field(None, description="group by this column's declared categories")
+    group_by: ColumnList | None = Field(
+        None, description="group by these columns: keys of columns with declared categories are public; the others are selected privately"
+    )
     bins: Annotated[int, Field(ge=1, le=1_000_000)] | None = None  # one counter per bin and group, in memory
     range: tuple[float, float] | None = None
     quantiles: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] | None = None
@@ -199,45 +257,92 @@ class DpQuery(StrictModel):
             raise ValueError("'bins' applies only to stats 'histogram' and 'quantile'")
         if self.range is not None and self.stat == "count":
             raise ValueError("'range' does not apply to stat 'count' (a count needs no bounds)")
+        if self.by is not None and self.group_by is not None:
+            raise ValueError("give either 'by' or 'group_by', not both")
         return self
 
 
-class DpStatsParams(StrictModel):
+class SelectionParams(StrictModel):
+    """Private selection of group keys not declared in the config: thresholded Laplace noise on the
+    number of people per key (Desfontaines et al. 2022, as PipelineDP and Tumult Analytics do)."""
+
+    epsilon: Epsilon = Field(description="taken from the stage's epsilon; split evenly between the stage's private groupings")
+    delta: Annotated[float, Field(gt=0, lt=1)] = Field(description="the chance a key of one person is released; spent from budget.delta")
+    mechanism: Literal["laplace"] = "laplace"
+
+
+class DpStatsParams(StageParams):
     """Differentially private statistics released under the dataset's budget, computed on the input as
     declared (every input row, wherever the stage stands: not on the k-anonymous rows)."""
+
+    kind: ClassVar[StageKind] = "release"
 
     epsilon: Epsilon = Field(description="the stage's total spend; queries without their own epsilon share what is left evenly")
     queries: Annotated[list[DpQuery], Field(min_length=1)]
     seed: int | None = Field(None, description="seed of the noise, for reproducible tests only")
+    group_by: ColumnList | None = Field(None, description="default group_by of the queries that give neither 'by' nor 'group_by'")
+    selection: SelectionParams | None = Field(None, description="budget for selecting group keys not declared in the config")
+    max_partitions_contributed: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        None, description="overrides budget.max_partitions_contributed for this stage"
+    )
+    max_contributions_per_partition: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        None, description="overrides budget.max_contributions_per_partition for this stage"
+    )
+    memory_rows: Annotated[int, Field(ge=1024)] = Field(
+        4_000_000, description="with a privacy unit: contributions held in memory per query; beyond it they spill to a private temporary directory"
+    )
 
     @model_validator(mode="after")
     def _check_split(self) -> "DpStatsParams":
         given = [q.epsilon for q in self.queries if q.epsilon is not None]
         total, rest = sum(given), len(self.queries) - len(given)
+        available = self.query_budget()
+        what = "the stage's epsilon" if self.selection is None else "the stage's epsilon less selection.epsilon"
         slack = 1e-9 * self.epsilon
-        if total > self.epsilon + slack:
-            raise ValueError(f"the queries' own epsilons add up to {total:g}, more than the stage's epsilon {self.epsilon:g}")
-        if rest and total >= self.epsilon - slack:
-            raise ValueError(f"the queries' own epsilons use all of the stage's epsilon {self.epsilon:g}; {rest} query(ies) get none")
-        if not rest and total < self.epsilon - slack:
+        if self.selection is not None and available <= slack:
+            raise ValueError(f"selection.epsilon {self.selection.epsilon:g} leaves nothing of the stage's epsilon {self.epsilon:g} for the queries")
+        if total > available + slack:
+            raise ValueError(f"the queries' own epsilons add up to {total:g}, more than {what} {available:g}")
+        if rest and total >= available - slack:
+            raise ValueError(f"the queries' own epsilons use all of {what} {available:g}; {rest} query(ies) get none")
+        if not rest and total < available - slack:
             raise ValueError(
-                f"every query has its own epsilon, adding up to {total:g}, but the stage's epsilon is {self.epsilon:g}; make them equal"
+                f"every query has its own epsilon, adding up to {total:g}, but {what} is {available:g}; make them equal"
             )
         return self
 
+    def query_budget(self) -> float:
+        """What the queries share: the stage's epsilon less the selection of private keys."""
+        return self.epsilon - (self.selection.epsilon if self.selection is not None else 0.0)
+
     def query_epsilons(self) -> list[float]:
-        """Each query's epsilon: its own, or an even share of what the others leave of the stage's epsilon."""
+        """Each query's epsilon: its own, or an even share of what the others leave of the queries' budget."""
         given = [q.epsilon for q in self.queries if q.epsilon is not None]
         rest = len(self.queries) - len(given)
-        share = (self.epsilon - sum(given)) / rest if rest else 0.0
+        share = (self.query_budget() - sum(given)) / rest if rest else 0.0
         return [q.epsilon if q.epsilon is not None else share for q in self.queries]
 
+    def grouping(self, query: DpQuery) -> list[str]:
+        """The columns a query groups by: its ``by``, its ``group_by``, or the stage's ``group_by``."""
+        if query.by is not None:
+            return [query.by]
+        return list(query.group_by if query.group_by is not None else (self.group_by or []))
+
+    def delta_spent(self) -> float:
+        """The delta this stage spends: selection.delta when it selects keys privately, else 0."""
+        return float(self.selection.delta) if self.selection is not None else 0.0
+
     def referenced(self) -> list[str]:
-        return sorted({q.column for q in self.queries} | {q.by for q in self.queries if q.by})
+        return sorted({q.column for q in self.queries} | {c for q in self.queries for c in self.grouping(q)})
+
+    def planned_spend(self, *, budget_delta: float) -> tuple[float, float]:
+        return float(self.epsilon), self.delta_spent()
 
 
-class TrainParams(StrictModel):
+class TrainParams(StageParams):
     """DP-SGD training of a small CNN on the sanitized output (a sink stage)."""
+
+    kind: ClassVar[StageKind] = "sink"
 
     model: Literal["cnn"] = "cnn"
     image: ColumnName
@@ -258,9 +363,13 @@ class TrainParams(StrictModel):
     def referenced(self) -> list[str]:
         return [self.image, self.label]
 
+    def planned_spend(self, *, budget_delta: float) -> tuple[float, float]:
+        return float(self.target_epsilon), float(self.delta if self.delta is not None else budget_delta)
 
-#: Stage name -> params model. The names are the config contract (SPEC §2).
-STAGE_PARAMS: dict[str, type[StrictModel]] = {
+
+#: Stage name -> params model. The names are the config contract (SPEC §2); plug-ins add theirs
+#: with :func:`register_params`.
+STAGE_PARAMS: dict[str, type[StageParams]] = {
     "pseudonymize": PseudonymizeParams,
     "drop": DropParams,
     "mask": MaskParams,
@@ -275,10 +384,42 @@ STAGE_PARAMS: dict[str, type[StrictModel]] = {
 
 StageSpec = one_key_union("stage", STAGE_PARAMS)
 """One entry of ``stages:``: ``{stage_name: params}``."""
+_BUILTIN = tuple(STAGE_PARAMS)
+#: Called after :data:`StageSpec` is rebuilt (the config model rebuilds its ``stages`` field).
+_on_rebuild: list[Callable[[], None]] = []
+
+
+def register_params(name: str, model: type[StageParams]) -> None:
+    """Make ``{name: params}`` a valid ``stages:`` entry, validated by ``model`` (a stage from outside
+    privprep: :func:`privprep.transforms.registry.register` calls this with the stage's ``Params``)."""
+    if not (isinstance(model, type) and issubclass(model, StageParams)):
+        raise TypeError(f"the params model of stage '{name}' must subclass privprep.schemas.stages.StageParams")
+    if STAGE_PARAMS.get(name) is model:
+        return
+    if name in STAGE_PARAMS:
+        raise ValueError(f"stage name '{name}' already has a params model ({STAGE_PARAMS[name].__name__})")
+    STAGE_PARAMS[name] = model
+    _rebuild()
+
+
+def unregister_params(name: str) -> None:
+    """Undo :func:`register_params` (privprep's own stages stay)."""
+    if name in _BUILTIN or name not in STAGE_PARAMS:
+        return
+    del STAGE_PARAMS[name]
+    _rebuild()
+
+
+def _rebuild() -> None:
+    global StageSpec
+    StageSpec = one_key_union("stage", STAGE_PARAMS)
+    for hook in _on_rebuild:
+        hook()
 
 __all__ = [
     "STAGE_PARAMS",
     "DpQuery",
+    "SelectionParams",
     "DpStatsParams",
     "DropParams",
     "EncryptParams",
@@ -288,7 +429,11 @@ __all__ = [
     "MaskParams",
     "MicroaggregateParams",
     "PseudonymizeParams",
+    "StageKind",
+    "StageParams",
     "StageSpec",
     "TokenizeParams",
     "TrainParams",
+    "register_params",
+    "unregister_params",
 ]

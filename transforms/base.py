@@ -7,8 +7,9 @@ A stage is a small class with keyword-only parameters, a stable registry ``name`
 * ``release`` — ``observe`` every batch, then ``release`` noisy values once (:class:`ReleaseStage`);
 * ``sink`` — consumes the finished output (:class:`SinkStage`).
 
-Stages work on whole Arrow tables; :meth:`MapStage.apply` also takes a pandas DataFrame or Series and
-returns the same kind of object, never mutating its input.
+The runner dispatches on these four base classes (``isinstance``), never on ``kind`` or ``name``;
+``kind`` is what the report calls the stage. Stages work on whole Arrow tables; :meth:`MapStage.apply`
+also takes a pandas DataFrame or Series and returns the same kind of object, never mutating its input.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, TypeVar, Union
 
 import numpy as np
 import pyarrow as pa
@@ -25,13 +26,13 @@ from privprep.schemas.base import StrictModel
 from privprep.schemas.config import ColumnSpec
 from privprep.schemas.errors import DataError
 from privprep.schemas.keyring import SecretKey
+from privprep.schemas.stages import StageKind
 
 if TYPE_CHECKING:  # pandas is imported only when a pandas object is passed in (it costs ~0.4 s)
     import pandas as pd
 
     from .privacy_account import PrivacyAccount
 
-StageKind = Literal["map", "global", "release", "sink"]
 Frame = TypeVar("Frame", "pd.DataFrame", "pd.Series", pa.Table, pa.RecordBatch)
 KeyResolver = Callable[[str, "str | None"], SecretKey]
 
@@ -44,6 +45,7 @@ class StageContext:
     resolve_key: KeyResolver | None = None
     base_dir: Path = Path(".")
     path: str = "stages"
+    budget: Any = None  # the config's ``budget:`` (privacy unit and contribution bounds for DP stages)
 
 
 class Stage(ABC):
@@ -72,6 +74,16 @@ class Stage(ABC):
 
     def report(self) -> dict[str, Any]:
         """This stage's entry in ``report.json`` (besides name, kind, rows and timing)."""
+        return {}
+
+    @property
+    def per_file(self) -> bool:
+        """Whether the stage keys each output file on its own (recipient encryption): the runner then
+        calls :meth:`begin_file` as each part starts and cuts batches at part boundaries."""
+        return False
+
+    def begin_file(self) -> dict[str, str]:
+        """A new output part starts: the key-value metadata it must carry (e.g. a sealed data key)."""
         return {}
 
     def __dask_tokenize__(self) -> tuple[str, int]:
@@ -199,6 +211,20 @@ class SinkStage(Stage):
     def consume(self, data_dir: Path, run_dir: Path, ledger: PrivacyAccount) -> dict[str, Any]: ...
 
 
+class Transforming(Protocol):
+    """What the write pass runs on each batch: a map or global stage (or a pass-through in its place)."""
+
+    def transform(self, table: pa.Table) -> pa.Table: ...
+
+
+#: The stages pass 2 runs on every batch, in config order.
+RowStage = Union[MapStage, GlobalStage]
+#: The stages pass 1 feeds: they ``observe`` every batch and can ``merge`` partial observations.
+ObservingStage = Union[GlobalStage, ReleaseStage]
+#: The four kinds of stage, as the runner dispatches on them (``isinstance``).
+STAGE_BASES: tuple[type[Stage], ...] = (MapStage, GlobalStage, ReleaseStage, SinkStage)
+
+
 def _is_pandas_frame(data: Any) -> bool:
     """Whether ``data`` is a pandas DataFrame, without importing pandas for Arrow input."""
     if isinstance(data, (pa.Table, pa.RecordBatch)):
@@ -236,10 +262,14 @@ __all__ = [
     "GlobalStage",
     "KeyResolver",
     "MapStage",
+    "ObservingStage",
     "ReleaseStage",
+    "RowStage",
+    "STAGE_BASES",
     "SinkStage",
     "Stage",
     "StageContext",
     "StageKind",
+    "Transforming",
     "resolve_columns",
 ]

@@ -33,10 +33,10 @@ from privprep.transforms.federated.settings import FederatedSettings
 from ..config import load_config
 from ..io import InputSource
 from ..ledger import resolve_ledger_path
-from ..plan import _check_declared
+from ..plan import build_plan
 from ..progress import Progress
 from ..report import REPORT_VERSION, privprep_version, write_report
-from ..rundir import RunDirectory, check_no_overlap, check_output
+from ..rundir import RunDirectory, check_output
 from .split import PARTITIONS, assign_sites
 from .site import site_ledger_path, train_entry
 from ..storage import require_local
@@ -88,9 +88,8 @@ def simulate(
     require_federated_extra()
     require_local(loaded.output, "privprep federate simulate")
     check_output(Path(loaded.output), overwrite=overwrite)
-    source = InputSource.open(loaded.input, delimiter=loaded.config.io.csv_delimiter)
-    check_no_overlap(Path(loaded.output), source.files)
-    _check_declared(loaded, source.schema)
+    # The whole pipeline checked against the input, as a run checks it; every site spends from its own ledger.
+    source = build_plan(loaded, with_ledger=False, log_warnings=False).source
     if source.rows is not None:
         _check_rows(source.rows, sites)
     seed = seed if seed is not None else params.seed
@@ -105,8 +104,8 @@ def simulate(
     try:
         t0 = time.perf_counter()
         with progress.step("splitting the input"):
-            table = pa.concat_tables(list(source.batches(batch_rows=loaded.config.io.batch_rows)))
-            inputs = _split(table, work, sites=sites, partition=partition, label=params.label, alpha=alpha, seed=seed)
+            rows, inputs = _split(source, work, sites=sites, partition=partition, label=params.label, alpha=alpha, seed=seed,
+                                  batch_rows=loaded.config.io.batch_rows)
         timings["split_seconds"] = time.perf_counter() - t0
         names = [f"site-{i}" for i in range(sites)]
         ledgers = [site_ledger_path(ledger, name) for name in names]
@@ -128,7 +127,7 @@ def simulate(
             t0 = time.perf_counter()
             plan, outcome = _train(specs, settings, params, loaded, client_epsilon, client_delta, client_clip, progress)
             timings["train_seconds"] = time.perf_counter() - t0
-            report = _report(loaded, source, table.num_rows, runs, specs, plan, outcome, timings, started,
+            report = _report(loaded, source, rows, runs, specs, plan, outcome, timings, started,
                              partition=partition, alpha=alpha, run_path=run_dir.path)
             from .results import write_model
 
@@ -166,25 +165,46 @@ def _check_rows(rows: int, sites: int) -> None:
                          "2 rows (one to train on, one to hold out)")
 
 
-def _split(table: pa.Table, work: Path, *, sites: int, partition: str, label: str, alpha: float, seed: int | None) -> list[Path]:
-    """Write each site's rows (in input order) to ``work/site-<i>/input.parquet``."""
-    _check_rows(table.num_rows, sites)
+def _split(source: InputSource, work: Path, *, sites: int, partition: str, label: str, alpha: float, seed: int | None,
+           batch_rows: int) -> tuple[int, list[Path]]:
+    """Write each site's rows (in input order) to ``work/site-<i>/input.parquet``, batch by batch: only
+    the site of each row (and for ``label-skew`` the label column) is held whole. Returns the input's rows."""
     labels = None
     if partition == "label-skew":
-        column = table.column(label)
+        parts = [t.column(label) for t in source.batches([label], batch_rows=batch_rows)]
+        column = pa.chunked_array([c for part in parts for c in part.chunks], type=parts[0].type if parts else None)
         if column.null_count:
             raise DataError(f"--partition label-skew splits by the label column '{label}', which has {column.null_count} "
                             "missing label(s)")
         labels = column.to_numpy(zero_copy_only=False)
-    site_of = assign_sites(table.num_rows, sites=sites, partition=partition, labels=labels, alpha=alpha, seed=seed)
+        rows = len(labels)
+    elif source.rows is not None:
+        rows = source.rows
+    else:  # CSV: counted in a first pass over one column
+        rows = sum(t.num_rows for t in source.batches(source.schema.names[:1], batch_rows=batch_rows))
+    _check_rows(rows, sites)
+    site_of = assign_sites(rows, sites=sites, partition=partition, labels=labels, alpha=alpha, seed=seed)
     paths = []
     for index in range(sites):
         folder = work / f"site-{index}"
         folder.mkdir()
-        path = folder / "input.parquet"
-        pq.write_table(table.take(pa.array(np.flatnonzero(site_of == index))), path)
-        paths.append(path)
-    return paths
+        paths.append(folder / "input.parquet")
+    writers: list[pq.ParquetWriter] = []
+    try:
+        start = 0
+        for table in source.batches(batch_rows=batch_rows):
+            if not writers:
+                writers = [pq.ParquetWriter(path, table.schema) for path in paths]
+            codes = site_of[start:start + table.num_rows]
+            start += table.num_rows
+            for index, writer in enumerate(writers):
+                taken = np.flatnonzero(codes == index)
+                if len(taken):
+                    writer.write_table(table.take(pa.array(taken)))
+    finally:
+        for writer in writers:
+            writer.close()
+    return rows, paths
 
 
 def _train(specs: list[Any], settings: FederatedSettings, params: Any, loaded: Any, client_epsilon: float | None,

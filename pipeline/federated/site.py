@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from privprep.schemas.config import SINK_STAGES, stage_path
+from privprep.schemas.config import stage_path
 from privprep.schemas.errors import ConfigError
 from privprep.transforms.federated.accounting import LocalSchedule, SiteAccount, calibrate_noise
 from privprep.transforms.federated.settings import FederatedSettings, SiteData, round_seed
@@ -93,7 +93,7 @@ class SiteSpec:
 def train_entry(loaded: LoadedConfig) -> tuple[int, Any]:
     """The config's ``train`` stage (index, params); a :class:`ConfigError` when there is none."""
     for index, entry in enumerate(loaded.config.stages):
-        if entry.tag in SINK_STAGES:
+        if entry.params.kind == "sink":
             return index, entry.params
     raise ConfigError(
         f"config file '{loaded.path}' has no 'train' stage; federated training needs one as its last stage "

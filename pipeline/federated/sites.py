@@ -12,8 +12,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from privprep.schemas.config import SINK_STAGES
-
 from ..config import LoadedConfig
 from ..fsutil import write_text_atomic
 from ..io import InputSource
@@ -29,7 +27,7 @@ def site_config(loaded: LoadedConfig, *, input: str, output: Path, ledger: Path)
     config = loaded.config
     ledger = Path(ledger).resolve()  # a relative path would be resolved again against the config's folder
     budget = config.budget.model_copy(update={"ledger": str(ledger)}) if config.budget is not None else None
-    stages = [entry for entry in config.stages if entry.tag not in SINK_STAGES]
+    stages = [entry for entry in config.stages if entry.params.kind != "sink"]
     return dataclasses.replace(loaded, config=config.model_copy(update={"stages": stages, "budget": budget}),
                                input=input, output=Path(output))
 

@@ -114,3 +114,21 @@ def test_check_measures_other_binary_columns_as_they_are(tmp_path: Path, cli) ->
     pq.write_table(pa.table({"zip": ["1", "1", "2", "2"], "blob": [b"\x00\xff", b"\x00\xff", b"\x11", b"\x11\x05"]}), path)
     result = cli("check", path, "--qi", "zip,blob", "--json")
     assert result.code == 0 and json.loads(result.out)["k"] == 1 and "warnings" not in json.loads(result.out)
+
+
+def test_check_reads_string_columns_as_dictionaries_with_the_same_result(tmp_path: Path) -> None:
+    from privprep.pipeline.check import measure
+
+    frame = pd.DataFrame({"zip": ["1", "2", None, "1"] * 50 + ["3"], "dx": (["a", "b", "b", None] * 50) + ["c"]})
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=64)  # a dictionary per row group
+    result = measure(str(path), ["zip"], ["dx"], batch_rows=50)
+    sizes = frame.fillna("<null>").groupby("zip").size()  # pandas as the reference
+    assert result["k"] == int(sizes.min()) == 1 and result["equivalence_classes"] == len(sizes) == 4
+    assert result["l_diversity"] == 1  # zip 3 holds only dx c
+    # zip 1 holds a and null 50 each; the table: a 50, b 100, null 50, c 1 of 201
+    q = {"a": 50 / 201, "b": 100 / 201, None: 50 / 201, "c": 1 / 201}
+    emd = {"1": 0.5 * (abs(0.5 - q["a"]) + q["b"] + abs(0.5 - q[None]) + q["c"]),
+           "2": 0.5 * (q["a"] + abs(1 - q["b"]) + q[None] + q["c"]),
+           "3": 0.5 * (q["a"] + q["b"] + q[None] + abs(1 - q["c"]))}
+    assert result["t_closeness"] == pytest.approx(max(emd.values()), abs=1e-12)

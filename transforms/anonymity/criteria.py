@@ -92,6 +92,8 @@ class Evaluator:
         self._cache_gen = m * 4 * sum(h + 1 for h in self.heights) <= cache_bytes // 2
         self.groups = _groups(self.heights)
         self._group_codes: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, int]] = {}
+        self._group_bases: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+        self._group_seen: set[int] = set()
         self._cached_bytes = 0
         self.sensitive_codes = {name: sensitive_codes(tuples, name) for name in self._sensitive_columns()}
         self.checks = 0
@@ -101,11 +103,12 @@ class Evaluator:
         names = [c.column for c in self.criteria.l_diversity] + [name for name, _ in self.criteria.t_closeness]
         return list(dict.fromkeys(names))
 
-    def classes(self, node: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    def classes(self, node: tuple[int, ...], *, dense: bool = True) -> tuple[np.ndarray, int]:
         """A class id for every tuple under ``node`` and the size of the id space.
 
         Ids may be sparse (some ids have no tuple): quasi-identifiers are combined group by group from
-        cached dense group codes, and only a key space much larger than the table is densified."""
+        cached dense group codes, and only a key space much larger than the table is densified (with
+        ``dense=False`` not even then: the caller counts the keys itself)."""
         m = len(self.tuples.counts)
         key: np.ndarray | None = None
         space = 1
@@ -116,11 +119,14 @@ class Evaluator:
                 continue
             if space * card >= 1 << 62:
                 key, space = _densify(key)
-            key = key * card + codes
+            key = np.multiply(key, card, dtype=np.int64)  # group codes may be int32
+            key += codes
             space *= card
         if key is None:
             return np.zeros(m, dtype=np.int64), 1
-        if space > 4 * m + 4096:
+        if key.dtype != np.int64:  # a single group's cached codes
+            key = key.astype(np.int64)
+        if dense and space > 4 * m + 4096:
             key, space = _densify(key)
         return key, space
 
@@ -137,17 +143,54 @@ class Evaluator:
     def _group(self, g: int, levels: tuple[int, ...]) -> tuple[np.ndarray, int]:
         cached = self._group_codes.get((g, levels))
         if cached is None:
+            # from the second level combination of a group on, computed on the group's distinct
+            # combinations of values and taken back to every tuple: the same codes as combining the
+            # tuples' own, on a few times fewer rows (the first, often the only one, goes straight)
             members = self.groups[g]
-            key = np.zeros(len(self.tuples.counts), dtype=np.int64)
+            if g in self._group_bases or g in self._group_seen:
+                where, distinct = self._group_base(g)
+            else:
+                self._group_seen.add(g)
+                where, distinct = None, [self._base[i] for i in members]
+            m = len(self.tuples.counts)
+            key = np.zeros(len(distinct[0]), dtype=np.int64)
             space = 1
-            for i, level in zip(members, levels):
-                key = key * self.cards[i][level] + self.gen(i, level)
+            for i, base, level in zip(members, distinct, levels):
+                key *= self.cards[i][level]
+                key += self._tables[i][level][base]
                 space *= self.cards[i][level]
-            cached = _densify(key) if space > 4 * len(key) + 4096 else (key, space)
+            if space > 4 * m + 4096:
+                key, space = _densify(key)
+            key = key.astype(np.int32) if space < 1 << 31 else key  # int32: half the bytes to move
+            cached = (key[where] if where is not None else key, space)
             cached[0].flags.writeable = False  # shared by every node with these levels
             if self._cached_bytes + cached[0].nbytes <= self._budget // 2:
                 self._group_codes[(g, levels)] = cached
                 self._cached_bytes += cached[0].nbytes
+        return cached
+
+    def _group_base(self, g: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each tuple's index among the distinct combinations of group ``g``'s quasi-identifiers' values,
+        and those combinations (the dictionary code of each member, one array per member)."""
+        cached = self._group_bases.get(g)
+        if cached is None:
+            members = self.groups[g]
+            key = np.zeros(len(self.tuples.counts), dtype=np.int64)
+            for i in members:
+                key *= len(self._tables[i][0])
+                key += self._base[i]
+            space = int(np.prod([len(self._tables[i][0]) for i in members], dtype=object))
+            if space <= 4 * len(key) + 4096:  # a presence table instead of a sort
+                present = np.zeros(space, dtype=bool)
+                present[key] = True
+                uniques, where = np.flatnonzero(present), (np.cumsum(present) - 1)[key]
+            else:
+                uniques, where = factorize(key)
+            distinct, rest = [], uniques
+            for i in reversed(members):
+                rest, code = np.divmod(rest, len(self._tables[i][0]))
+                distinct.append(code)
+            cached = self._group_bases[g] = (where, distinct[::-1])
         return cached
 
     def is_valid(self, node: tuple[int, ...]) -> tuple[bool, bool]:
@@ -157,8 +200,14 @@ class Evaluator:
             result = self.evaluate(node)
             return result.valid, result.monotone_valid
         self.checks += 1
-        classes, n_classes = self.classes(node)
-        sizes = np.bincount(classes, weights=self._weights, minlength=n_classes)
+        classes, n_classes = self.classes(node, dense=False)
+        if n_classes > 4 * len(classes) + 4096:  # a sparse key space: group the keys by a radix sort
+            order = radix_argsort(classes, n_classes)
+            ordered = classes[order]
+            starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+            sizes = np.add.reduceat(self.tuples.counts[order], starts)
+        else:
+            sizes = np.bincount(classes, weights=self._weights, minlength=n_classes)
         valid = bool(sizes[sizes < self.criteria.k].sum() <= self.limit)
         return valid, valid
 
@@ -247,7 +296,7 @@ def factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     half the memory of a hash factorization on tables of millions of distinct tuples."""
     if len(key) == 0:
         return key.astype(np.int64), np.empty(0, np.int32)
-    order = np.argsort(key)
+    order = radix_argsort(key) if key.dtype.kind in "iu" and int(key.min()) >= 0 else np.argsort(key)
     ordered = key[order]
     first = np.empty(len(key), dtype=bool)
     first[0] = True
@@ -257,6 +306,26 @@ def factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ids = np.empty(len(key), dtype=np.int32 if len(key) < 2**31 else np.int64)
     ids[order] = np.cumsum(first, dtype=ids.dtype) - 1
     return uniques, ids
+
+
+def radix_argsort(key: np.ndarray, space: int | None = None) -> np.ndarray:
+    """A stable argsort of non-negative integer keys below ``space`` (default: the largest key + 1) by
+    16 bits at a time: numpy sorts ``uint16`` by radix, 1.5-4x faster than an ``int64`` argsort on
+    tables of thousands to millions of keys of up to 32 bits (measured; wider keys go to numpy).
+
+    >>> radix_argsort(np.array([70000, 3, 70000, 1, 3])).tolist()
+    [3, 1, 4, 0, 2]
+    """
+    if space is None:
+        space = int(key.max(initial=0)) + 1
+    passes = max(1, (int(space - 1).bit_length() + 15) // 16)
+    if len(key) < 1024 or passes > 3 or (passes == 3 and len(key) > 1 << 17):  # where a comparison sort wins
+        return np.argsort(key, kind="stable")
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    for d in range(1, passes):
+        digit = ((key[order] >> (16 * d)) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+    return order
 
 
 def _densify(key: np.ndarray) -> tuple[np.ndarray, int]:

@@ -197,8 +197,18 @@ class TupleCounter:
         self._parts, self._buffered = [], 0
 
     def _global_codes(self, j: int, column: pa.ChunkedArray) -> np.ndarray:
+        if isinstance(column, pa.ChunkedArray) and pa.types.is_dictionary(column.type):
+            if column.num_chunks == 1:
+                column = column.chunk(0)
+            else:
+                return np.concatenate([self._global_codes(j, chunk) for chunk in column.chunks]) \
+                    if column.num_chunks else np.empty(0, np.int32)
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         if pa.types.is_dictionary(array.type):
+            coded = _dictionary_codes(array)
+            if coded is not None:  # a Parquet column read as its dictionary: no strings materialized
+                local, indices = coded
+                return self._remap(j, local)[indices]
             array = array.dictionary_decode()
         encoded = pc.dictionary_encode(array, null_encoding="encode")
         remap = self._remap(j, encoded.dictionary)
@@ -272,6 +282,26 @@ class TupleCounter:
         self._buffered = len(summed)
 
 
+def _dictionary_codes(array: pa.DictionaryArray) -> tuple[pa.Array, np.ndarray] | None:
+    """(distinct values present, with a trailing null when there are nulls; each row's index into
+    them) of a dictionary array; None when its dictionary repeats a value (then it is re-encoded)."""
+    dictionary = array.dictionary
+    if dictionary.null_count or pc.count_distinct(dictionary, mode="all").as_py() != len(dictionary):
+        return None
+    indices = array.indices
+    size = len(dictionary)
+    if indices.null_count:
+        indices = indices.fill_null(size)
+        dictionary = pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])
+        size += 1
+    indices = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.intp)
+    present = np.bincount(indices, minlength=size) > 0
+    if not present.all():  # values of the dictionary that no row holds are no values of the table
+        dictionary = dictionary.filter(pa.array(present))
+        indices = (np.cumsum(present) - 1)[indices]
+    return dictionary, indices
+
+
 def _packable(radix: np.ndarray) -> bool:
     return float(np.sum(np.log2(radix.astype(float)))) < 62
 
@@ -305,5 +335,7 @@ def _count_rows(codes: np.ndarray, radix: np.ndarray) -> tuple[np.ndarray, np.nd
         view = np.ascontiguousarray(codes).view(np.dtype((np.void, codes.dtype.itemsize * codes.shape[1]))).ravel()
         _, first, counts = np.unique(view, return_index=True, return_counts=True)
         return np.asfortranarray(codes[first]), counts.astype(np.int64)
-    _, first, counts = np.unique(_pack(codes, radix), return_index=True, return_counts=True)
-    return np.asfortranarray(codes[first]), counts.astype(np.int64)
+    keys = np.sort(_pack(codes, radix))  # a plain sort and an unpack: cheaper than unique's argsort and gather
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    counts = np.diff(np.append(starts, len(keys)))
+    return _unpack(keys[starts], radix), counts.astype(np.int64)

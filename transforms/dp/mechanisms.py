@@ -89,22 +89,24 @@ class NoiseSource:
         scale = sensitivity / epsilon
         return Noisy(noisy, "Laplace", scale, laplace_bound(scale, tail), epsilon, float(sensitivity))
 
-    def count(self, value: int, *, epsilon: float, truncate: bool = True, tail: float = 0.05) -> Noisy:
-        """A count (sensitivity 1) plus two-sided geometric noise; truncated at 0 as diffprivlib's histogram does."""
-        noisy = int(self.counts(np.array([value]), epsilon=epsilon, truncate=truncate)[0])
+    def count(self, value: int, *, epsilon: float, truncate: bool = True, tail: float = 0.05, sensitivity: int = 1) -> Noisy:
+        """A count plus two-sided geometric noise; truncated at 0 as diffprivlib's histogram does.
+        ``sensitivity``: how much one protected unit (a row, or a person's bounded rows) changes it."""
+        noisy = int(self.counts(np.array([value]), epsilon=epsilon, truncate=truncate, sensitivity=sensitivity)[0])
         name = "GeometricTruncated" if truncate else "Geometric"
-        return Noisy(noisy, name, 1.0 / epsilon, geometric_bound(epsilon, 1, tail), epsilon, 1.0)
+        return Noisy(noisy, name, sensitivity / epsilon, geometric_bound(epsilon, sensitivity, tail), epsilon, float(sensitivity))
 
-    def counts(self, values: np.ndarray, *, epsilon: float, truncate: bool = True) -> np.ndarray:
-        """Noisy copies of disjoint counts, each with its own geometric draw (one row changes one count by 1)."""
+    def counts(self, values: np.ndarray, *, epsilon: float, truncate: bool = True, sensitivity: int = 1) -> np.ndarray:
+        """Noisy copies of disjoint counts, each with its own geometric draw (one unit changes them by
+        at most ``sensitivity`` in total)."""
         from diffprivlib.mechanisms import Geometric, GeometricTruncated
 
         if truncate:
             mech: Geometric = GeometricTruncated(
-                epsilon=epsilon, sensitivity=1, lower=0, upper=sys.maxsize, random_state=self._random_state
+                epsilon=epsilon, sensitivity=int(sensitivity), lower=0, upper=sys.maxsize, random_state=self._random_state
             )
         else:
-            mech = Geometric(epsilon=epsilon, sensitivity=1, random_state=self._random_state)
+            mech = Geometric(epsilon=epsilon, sensitivity=int(sensitivity), random_state=self._random_state)
         flat = np.asarray(values, dtype=np.int64).ravel()
         with leak_warnings_are_errors():
             out = np.fromiter((mech.randomise(int(v)) for v in flat), np.int64, flat.size)

@@ -15,6 +15,10 @@ quantile        a histogram of ``bins`` equal bins over ``[L, U]`` with untrunca
                 for the query's one epsilon)
 ==============  =====================================================================================
 
+With ``budget.privacy_unit`` the protected unit is a person, whose rows are bounded first
+(:mod:`.bounding`) to at most ``C = L0 x Linf`` rows; every sensitivity above is then multiplied by
+``C`` (``QuerySpec.contribution``; see docs/dp_stats.md for the formulas).
+
 Grouped queries (``by``) keep one set of statistics per declared category of the ``by`` column;
 groups are disjoint, so each group gets the query's whole epsilon (parallel composition).
 
@@ -59,6 +63,7 @@ class QuerySpec:
     by: str | None = None
     groups: pa.Array | None = None         # typed declared categories of the ``by`` column
     group_labels: tuple[Any, ...] = ()
+    contribution: int = 1                  # rows one protected unit may add: 1 for a row, L0 x Linf for a person
 
     @property
     def n_groups(self) -> int:
@@ -132,7 +137,7 @@ class Count(Query):
     def release(self, noise: NoiseSource) -> list[dict[str, Any]]:
         out = []
         for g, exact in enumerate(self.n):
-            noisy = noise.count(int(exact), epsilon=self.spec.epsilon)
+            noisy = noise.count(int(exact), epsilon=self.spec.epsilon, sensitivity=self.spec.contribution)
             out.append(self._entry(g, value=int(noisy.value), mechanism=noisy.mechanism,
                                    noise_scale=noisy.scale, error_95=noisy.error_95))
         return out
@@ -210,7 +215,7 @@ class Sum(_Moments):
     stat = ("sum",)
 
     def release(self, noise: NoiseSource) -> list[dict[str, Any]]:
-        sensitivity = max(abs(self.lower), abs(self.upper))
+        sensitivity = self.spec.contribution * max(abs(self.lower), abs(self.upper))
         out = []
         for g in range(self.spec.n_groups):
             noisy = noise.laplace(float(self.total[g]), epsilon=self.spec.epsilon, sensitivity=sensitivity)
@@ -232,9 +237,10 @@ class Mean(_Moments):
         tail = 0.05 / 2
         out = []
         for g in range(self.spec.n_groups):
-            count = noise.count(int(self.n[g]), epsilon=eps["count"], tail=tail)
+            c = self.spec.contribution
+            count = noise.count(int(self.n[g]), epsilon=eps["count"], tail=tail, sensitivity=c)
             centered = float(self.total[g]) - self.mid * float(self.n[g])
-            s = noise.laplace(centered, epsilon=eps["sum"], sensitivity=self.r, tail=tail)
+            s = noise.laplace(centered, epsilon=eps["sum"], sensitivity=c * self.r, tail=tail)
             n = max(count.value, 1)
             value = float(np.clip(self.mid + s.value / n, self.lower, self.upper))
             lows, highs = _box(count), (s.value - s.error_95, s.value + s.error_95)
@@ -259,9 +265,10 @@ class Variance(_Moments):
         r2 = self.r**2
         out = []
         for g in range(self.spec.n_groups):
-            count = noise.count(int(self.n[g]), epsilon=eps["count"], tail=tail)
-            s1 = noise.laplace(float(self.total[g]) - self.mid * float(self.n[g]), epsilon=eps["sum"], sensitivity=self.r, tail=tail)
-            s2 = noise.laplace(float(self.squares[g]), epsilon=eps["sum_of_squares"], sensitivity=r2, tail=tail)
+            c = self.spec.contribution
+            count = noise.count(int(self.n[g]), epsilon=eps["count"], tail=tail, sensitivity=c)
+            s1 = noise.laplace(float(self.total[g]) - self.mid * float(self.n[g]), epsilon=eps["sum"], sensitivity=c * self.r, tail=tail)
+            s2 = noise.laplace(float(self.squares[g]), epsilon=eps["sum_of_squares"], sensitivity=c * r2, tail=tail)
             n = max(count.value, 1)
             var = float(np.clip(_var(n, s1.value, s2.value), 0.0, r2))
             if count.value - count.error_95 < 1:
@@ -321,11 +328,11 @@ class Histogram(Query):
         return [float(self.edges[b]), float(self.edges[b + 1])]
 
     def release(self, noise: NoiseSource) -> list[dict[str, Any]]:
-        eps = self.spec.epsilon
-        noisy = noise.counts(self.counts, epsilon=eps, truncate=True)
-        error, name = geometric_bound(eps), "GeometricTruncated"
+        eps, c = self.spec.epsilon, self.spec.contribution
+        noisy = noise.counts(self.counts, epsilon=eps, truncate=True, sensitivity=c)
+        error, name = geometric_bound(eps, c), "GeometricTruncated"
         return [
-            self._entry(g, bin=self._bin_label(b), value=int(noisy[g, b]), mechanism=name, noise_scale=1 / eps, error_95=error)
+            self._entry(g, bin=self._bin_label(b), value=int(noisy[g, b]), mechanism=name, noise_scale=c / eps, error_95=error)
             for g in range(self.spec.n_groups)
             for b in range(self.n_bins)
         ]
@@ -348,9 +355,9 @@ class Quantile(Histogram):
     stat = ("quantile",)
 
     def release(self, noise: NoiseSource) -> list[dict[str, Any]]:
-        eps = self.spec.epsilon
-        noisy = noise.counts(self.counts, epsilon=eps, truncate=False)
-        spread = math.sqrt(geometric_variance(eps) * self.n_bins)
+        eps, c = self.spec.epsilon, self.spec.contribution
+        noisy = noise.counts(self.counts, epsilon=eps, truncate=False, sensitivity=c)
+        spread = math.sqrt(geometric_variance(eps, c) * self.n_bins)
         width = (self.upper - self.lower) / self.n_bins
         out = []
         for g in range(self.spec.n_groups):

@@ -122,6 +122,8 @@ class Train(SinkStage):
         threads: int | None = None,
         model: str = "cnn",
         path: str = "train",
+        privacy_unit: str | None = None,
+        rows_per_person: int = 1,
     ) -> None:
         try:
             self.params = TrainParams(
@@ -141,6 +143,7 @@ class Train(SinkStage):
         self.classes = classes
         self.pixel_range = (float(pixel_range[0]), float(pixel_range[1])) if pixel_range is not None else None
         self.momentum, self.seed, self.device, self.threads, self.path = float(momentum), seed, device, threads, path
+        self.privacy_unit, self.rows_per_person = privacy_unit, int(rows_per_person)  # user-level DP-SGD: see user_level
 
     @classmethod
     def from_config(cls, params: TrainParams, *, context: StageContext) -> "Train":
@@ -159,10 +162,12 @@ class Train(SinkStage):
             pixel_range=tuple(image.bounds) if image is not None and image.bounds is not None else None,  # type: ignore[arg-type]
             accountant=params.accountant, seed=params.seed,
             model=params.model, path=context.path,
+            privacy_unit=getattr(context.budget, "privacy_unit", None),
+            rows_per_person=getattr(context.budget, "max_contributions_per_partition", 1),
         )
 
     def input_columns(self) -> list[str]:
-        return [self.params.image, self.params.label]
+        return [self.params.image, self.params.label] + ([self.privacy_unit] if self.privacy_unit else [])
 
     def consume(self, data_dir: Path, run_dir: Path, ledger: Any) -> dict[str, Any]:
         """Train on the Parquet parts under ``data_dir``; write ``run_dir/model``; return the report entry."""
@@ -175,6 +180,10 @@ class Train(SinkStage):
         if account is None:
             raise ConfigError("training spends privacy budget: pass account=, e.g. privprep.transforms.dp.SpendLog(epsilon=3)")
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        if self.privacy_unit is not None:  # DP-SGD at the level of people
+            from .user_level import fit_user_level
+
+            return fit_user_level(self, table, account=account, model_dir=model_dir)
         p = self.params
         examples = examples_from_table(
             table, image=p.image, label=p.label, classes=self.classes, image_shape=p.image_shape, pixel_range=self.pixel_range,
