@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html_report import cards, code, esc, names, num, pct, table
+from .html_parts import cards, code, esc, names, num, pct, table
 
 
 def attack_section(page: Any) -> str:

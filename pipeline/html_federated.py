@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html_report import cards, code, esc, grid, num, pct, table
+from .html_parts import cards, code, esc, grid, num, pct, table
 
 
 def guarantee(s: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """``report.html`` (SPEC §4): one self-contained page built only from ``report.json``.
 
-Inline CSS, plots as inline SVG (:mod:`.plots`, when matplotlib is installed), no script, font or
-image from anywhere: the page renders with networking off. Sections: a summary (status, rows,
+Inline CSS, plots as inline SVG (:mod:`.plots`, when matplotlib is installed), HTML built with the
+helpers of :mod:`.html_parts`; no script, font or image from anywhere: the page renders with networking off. Sections: a summary (status, rows,
 privacy guarantees achieved, budget spent and left), then one section per stage. Every value shown
 comes from the validated report, so the page holds what the report holds: column names, counts,
 levels, measures, key ids and DP-released values, never a cell value or key material; every text
@@ -16,9 +16,7 @@ is HTML-escaped.
 
 from __future__ import annotations
 
-import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +25,11 @@ from privprep.schemas.report import validate_report
 
 from . import plots as P
 from .fsutil import write_text_atomic
+from .html_attack import attack_section
+from .html_parts import PLOTS_HINT, esc
+from .html_parts import DP_TABLE_ROWS, KIND_TEXT, cards, code, grid, names, num, pct, raw, table  # noqa: F401 (their old home)
+from .html_sections import stage_section, summary_section
 from .html_style import CSS
-
-PLOTS_HINT = "pip install 'privprep[report]'"
-DP_TABLE_ROWS = 200
-KIND_TEXT = {"map": "row by row", "global": "two passes", "release": "DP release", "sink": "consumes the output"}
 
 
 def write_html(run_dir: Path, report: dict[str, Any]) -> Path:
@@ -74,65 +72,6 @@ def render(report: dict[str, Any], *, plots: bool | None = None) -> str:
     return page.text()
 
 
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def num(value: Any) -> str:
-    """A number for people: thousands separators, a few significant digits."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
-    return esc(value)
-
-
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
-def table(rows: list[tuple[str, str]], cls: str = "kv") -> str:
-    """A two-column table; the cells are already HTML."""
-    body = "".join(f"<tr><th scope='row'>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f"<table class='{cls}'><tbody>{body}</tbody></table>"
-
-
-def grid(header: list[str], rows: list[list[str]], cls: str = "grid") -> str:
-    head = "".join(f"<th scope='col'>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def code(value: Any) -> str:
-    return f"<code>{esc(value)}</code>"
-
-
-def names(values: list[Any]) -> str:
-    return ", ".join(code(v) for v in values) or "–"
-
-
-def cards(items: list[tuple[str, str, str]]) -> str:
-    """KPI cards: (label, value html, note html)."""
-    inner = "".join(
-        f"<div class='card'><div class='label'>{label}</div><div class='value'>{value}</div><div class='note'>{note}</div></div>"
-        for label, value, note in items
-    )
-    return f"<div class='cards'>{inner}</div>"
-
-
-def raw(value: Any) -> str:
-    """Any JSON value as compact, escaped text (for keys a stage adds that the page does not know)."""
-    if isinstance(value, (dict, list)):
-        return f"<code class='json'>{esc(json.dumps(value, ensure_ascii=False, default=str))}</code>"
-    return num(value) if isinstance(value, (int, float)) else esc(value)
-
-
 class _Page:
     """Builds the sections of one report."""
 
@@ -149,13 +88,9 @@ class _Page:
 
     def text(self) -> str:
         doc = self.doc
-        from .html_sections import stage_section, summary_section
-
         summary = summary_section(self)
         stages = [stage_section(self, i, s) for i, s in enumerate(doc["stages"])]
         if doc.get("attack"):
-            from .html_attack import attack_section
-
             stages.append(attack_section(self))
         attack_link = "<a href='#attack'>Linkage attack</a>" if doc.get("attack") else ""
         nav = "".join(

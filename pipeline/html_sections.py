@@ -6,7 +6,7 @@ import math
 from typing import Any, Callable
 
 from . import plots as P
-from .html_report import DP_TABLE_ROWS, KIND_TEXT, cards, code, esc, grid, names, num, pct, raw, table
+from .html_parts import DP_TABLE_ROWS, KIND_TEXT, cards, code, esc, grid, names, num, pct, raw, table
 
 COMMON = {"name", "kind", "seconds", "rows_in", "rows_out"}
 PROTECTION = {"pseudonymize": "pseudonymized", "tokenize": "tokenized", "encrypt": "encrypted", "mask": "masked", "drop": "dropped"}

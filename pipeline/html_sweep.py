@@ -15,7 +15,7 @@ from typing import Any
 
 from . import plots as P
 from .fsutil import write_text_atomic
-from .html_report import PLOTS_HINT, cards, code, esc, grid, num, pct
+from .html_parts import PLOTS_HINT, cards, code, esc, grid, num, pct
 from .html_style import CSS
 
 

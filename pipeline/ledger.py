@@ -34,14 +34,15 @@ import os
 import posixpath
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
 from privprep.schemas.config import stage_path
 from privprep.schemas.errors import BudgetError, ConfigError
+from privprep.transforms.privacy_account import PlannedSpend, Remaining
 
 from .fsutil import write_text_atomic
 from .storage import ObjectPath
@@ -54,16 +55,6 @@ except ImportError:  # pragma: no cover
 FORMAT = "privprep-ledger/1"
 _TOLERANCE = 1e-9
 _SAMPLE_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class PlannedSpend:
-    """What a stage of this run will spend, known from the config before any data is read."""
-
-    stage: str
-    kind: str
-    epsilon: float
-    delta: float = 0.0
 
 
 def planned_spends(config: Any) -> list[PlannedSpend]:
@@ -111,7 +102,7 @@ def _file_sample(file: Path, size: int, fmt: str) -> bytes:
 
 
 class Ledger:
-    """The persistent account of one dataset; ``path=None`` keeps it in memory (tests, ETL)."""
+    """The persistent account of one dataset (a :class:`~privprep.transforms.privacy_account.PrivacyAccount`); ``path=None`` keeps it in memory (tests, ETL)."""
 
     def __init__(
         self,
@@ -159,30 +150,31 @@ class Ledger:
             return float(eps), float(delta)
         return math.fsum(e for e, _ in spends), math.fsum(d for _, d in spends)
 
+    @property
     def remaining(self) -> float:
-        """The epsilon one more pure-DP release may still spend."""
+        """The epsilon one more pure-DP release may still spend (``remaining()`` works too, as before)."""
         spent = self.total()[0]
         if self.composition == "basic":
-            return max(self.epsilon - spent, 0.0)
+            return Remaining(max(self.epsilon - spent, 0.0))
         lo, hi = 0.0, self.epsilon
         for _ in range(60):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if self._fits(self.total([(mid, 0.0)])) else (lo, mid)
-        return lo
+        return Remaining(lo)
 
     def summary(self) -> dict[str, Any]:
         """The budget state for ``report.json``."""
         eps, delta = self.total()
         return {
             "epsilon": self.epsilon, "delta": self.delta, "composition": self.composition,
-            "spent_epsilon": eps, "spent_delta": delta, "remaining_epsilon": self.remaining(),
+            "spent_epsilon": eps, "spent_delta": delta, "remaining_epsilon": float(self.remaining),
             "releases": len(self._doc["entries"]), "ledger": str(self.path) if self.path else None,
             "input_fingerprint": self.fingerprint,
         }
 
     # -- spending --------------------------------------------------------------------------------------
 
-    def check(self, spends: list[PlannedSpend]) -> None:
+    def check(self, spends: Sequence[PlannedSpend]) -> None:
         """Raise :class:`BudgetError` if ``spends`` would take the total over the budget (re-reads the file)."""
         doc = self._read()
         self._check_identity(doc)
@@ -226,7 +218,7 @@ class Ledger:
     def _fits(self, total: tuple[float, float]) -> bool:
         return total[0] <= self.epsilon * (1 + _TOLERANCE) and total[1] <= self.delta * (1 + _TOLERANCE) + 1e-300
 
-    def _refuse_over_budget(self, doc: dict[str, Any], spends: list[PlannedSpend]) -> None:
+    def _refuse_over_budget(self, doc: dict[str, Any], spends: Sequence[PlannedSpend]) -> None:
         new = [(s.epsilon, s.delta) for s in spends]
         if self._fits(self.total(new, entries=doc["entries"])):
             return
@@ -242,7 +234,7 @@ class Ledger:
                 f"{max(self.delta - spent_delta, 0):g} of budget.delta {self.delta:g} remains for this dataset ({where})"
             )
         raise BudgetError(
-            f"budget exceeded: this run would spend epsilon {asked:g} ({parts}), but only {self.remaining():.6g} of "
+            f"budget exceeded: this run would spend epsilon {asked:g} ({parts}), but only {self.remaining:.6g} of "
             f"budget.epsilon {self.epsilon:g} remains for this dataset (spent {spent_eps:.6g} in "
             f"{len(doc['entries'])} release(s), {where})"
         )
@@ -299,11 +291,25 @@ class Ledger:
 
 
 class LedgerScope:
-    """The account a stage spends from during a run; remembers what it recorded."""
+    """The account (a :class:`~privprep.transforms.privacy_account.PrivacyAccount`) a stage spends from during a run: checks and spends are
+    the ledger's, under the stage's config path and kind; remembers what it recorded."""
 
     def __init__(self, ledger: Ledger, *, stage: str, kind: str) -> None:
         self.ledger, self.stage, self.kind = ledger, stage, kind
         self.recorded: list[dict[str, Any]] = []
+
+    @property
+    def remaining(self) -> float:
+        return self.ledger.remaining
+
+    @property
+    def delta(self) -> float:
+        """The δ of the dataset's whole budget."""
+        return self.ledger.delta
+
+    def check(self, spends: Sequence[PlannedSpend]) -> None:
+        """The ledger's check (re-reads the file), with ``spends`` counted as this stage's."""
+        self.ledger.check([replace(s, stage=self.stage, kind=self.kind) for s in spends])
 
     def spend(self, epsilon: float, delta: float = 0.0, *, details: dict[str, Any] | None = None) -> dict[str, Any]:
         entry = self.ledger.spend(epsilon, delta, stage=self.stage, kind=self.kind, details=details)

@@ -31,6 +31,8 @@ from privprep.schemas.stages import StageKind
 if TYPE_CHECKING:  # pandas is imported only when a pandas object is passed in (it costs ~0.4 s)
     import pandas as pd
 
+    from .privacy_account import PrivacyAccount
+
 Frame = TypeVar("Frame", "pd.DataFrame", "pd.Series", pa.Table, pa.RecordBatch)
 KeyResolver = Callable[[str, "str | None"], SecretKey]
 
@@ -190,7 +192,7 @@ class ReleaseStage(Stage):
     def observe(self, table: pa.Table) -> None: ...
 
     @abstractmethod
-    def release(self, ledger: Any) -> list[dict[str, Any]]: ...
+    def release(self, ledger: PrivacyAccount) -> list[dict[str, Any]]: ...
 
     def merge(self, other: "Stage") -> None:
         """Fold in what ``other`` observed: a copy of this stage (made before any ``observe``) that
@@ -206,7 +208,7 @@ class SinkStage(Stage):
     kind: ClassVar[StageKind] = "sink"
 
     @abstractmethod
-    def consume(self, data_dir: Path, run_dir: Path, ledger: Any) -> dict[str, Any]: ...
+    def consume(self, data_dir: Path, run_dir: Path, ledger: PrivacyAccount) -> dict[str, Any]: ...
 
 
 class Transforming(Protocol):

@@ -6,9 +6,12 @@ column does not decrypt. The layout is in :mod:`privprep.transforms.ciphertext`;
 Arrow ``binary`` and its field metadata records the original type (:mod:`privprep.transforms.protected`).
 Nulls stay null (whether a value is missing is not hidden).
 
-Two key sources: a keyring ``encrypt`` key (``key``), or a recipient's public key (``recipient``): then
-each output file gets a fresh data key, sealed to the recipient and stored in the file's metadata
-(:mod:`privprep.transforms.recipient`), and the producer cannot decrypt what it wrote.
+Two key sources, two ciphers: a keyring ``encrypt`` key (``key``: :class:`KeyedCipher`, AES-256-GCM), or a
+recipient's public key (``recipient``: :class:`SealedCipher`): then each output file gets a fresh data key,
+sealed to the recipient with an X25519 ``SealedBox`` and stored in the file's metadata
+(:mod:`privprep.transforms.recipient`), and the producer cannot decrypt what it wrote. The two differ only
+in the key, the format byte, the id they name and the note in the output field; the stage is one
+:class:`~privprep.transforms.column_stage.ColumnStage`.
 
 >>> from privprep.schemas.keyring import SecretKey
 >>> key = SecretKey(id="enc-1", purpose="encrypt", material=bytes(range(32)))
@@ -32,7 +35,7 @@ from privprep.schemas.errors import DataError, KeyringError
 from privprep.schemas.keyring import SecretKey
 from privprep.schemas.stages import EncryptParams
 
-from .base import MapStage, StageContext, resolve_columns
+from .base import StageContext
 from .ciphertext import (
     FORMAT_ENCRYPT,
     FORMAT_RECIPIENT,
@@ -45,17 +48,106 @@ from .ciphertext import (
     scatter,
     split_by_header,
 )
+from .column_stage import ColumnStage
 from .keys import KeyLookup, Keys, key_lookup
-from .protected import Protection, canonical_bytes, check_supported, restore
+from .protected import Protection, canonical_bytes, restore
 from .recipient import RecipientKey, new_data_key, open_data_key, read_sealed, sealed_entry
 from .registry import register
 
 FORMAT_NAME = "privprep-ciphertext-v1 (AES-256-GCM, binary)"
+KEY_BYTES = 32
 _CHUNK = 65_536
 
 
+class KeyedCipher:
+    """AES-256-GCM under one keyring ``encrypt`` key (32 bytes of material)."""
+
+    format: ClassVar[int] = FORMAT_ENCRYPT
+    per_file: ClassVar[bool] = False
+
+    def __init__(self, key: SecretKey) -> None:
+        if len(key.material) != KEY_BYTES:
+            raise ValueError("encrypt needs a 32-byte AES-256 key")
+        self.key = key
+        self.aead: AESGCM | None = AESGCM(key.material)
+
+    @property
+    def key_id(self) -> str:
+        return self.key.id
+
+    def source(self) -> dict[str, str]:
+        """The key's side of the stage's report entry (ids only)."""
+        return {"key": self.key.id}
+
+    def protection(self, kind: pa.DataType) -> Protection:
+        return Protection(scheme="encrypt", original_type=kind, key_id=self.key.id)
+
+    def begin_file(self, columns: list[str]) -> dict[str, str]:
+        """Nothing to start: one key for every file."""
+        return {}
+
+    def file_metadata(self) -> dict[str, str]:
+        return {}
+
+    def prepare(self, columns: list[str]) -> None:
+        """Before a table is encrypted: nothing to do, the key is there."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key}  # a cipher object does not pickle; rebuilt from the key
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["key"])  # type: ignore[misc]
+
+
+class SealedCipher:
+    """AES-256-GCM under a data key per output file, sealed to ``recipient``."""
+
+    format: ClassVar[int] = FORMAT_RECIPIENT
+    per_file: ClassVar[bool] = True
+
+    def __init__(self, recipient: RecipientKey) -> None:
+        self.recipient = recipient
+        self.aead: AESGCM | None = None
+        self._file_metadata: dict[str, str] = {}
+
+    @property
+    def key_id(self) -> str:
+        return self.recipient.id
+
+    def source(self) -> dict[str, str]:
+        return {"recipient": self.recipient.id}
+
+    def protection(self, kind: pa.DataType) -> Protection:
+        return Protection(scheme="encrypt", original_type=kind, recipient=self.recipient.id)
+
+    def begin_file(self, columns: list[str]) -> dict[str, str]:
+        """A fresh data key; returns the file metadata that carries it, sealed, one entry per column."""
+        data_key = new_data_key()
+        self.aead = AESGCM(data_key)
+        self._file_metadata = dict(sealed_entry(column, self.recipient, data_key) for column in columns)
+        return dict(self._file_metadata)
+
+    def file_metadata(self) -> dict[str, str]:
+        return dict(self._file_metadata)
+
+    def prepare(self, columns: list[str]) -> None:
+        """Before a table is encrypted: a data key, unless a file was begun (ETL use: one data key until
+        :meth:`begin_file` is called again)."""
+        if not self._file_metadata:
+            self.begin_file(columns)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"recipient": self.recipient}  # a per-file data key never travels: the receiver starts its own files
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["recipient"])  # type: ignore[misc]
+
+
+Cipher = KeyedCipher | SealedCipher
+
+
 @register
-class Encrypt(MapStage):
+class Encrypt(ColumnStage):
     """Encrypt columns with AES-256-GCM under a keyring key, or under per-file data keys sealed to a recipient.
 
     Parameters
@@ -66,10 +158,13 @@ class Encrypt(MapStage):
         A keyring ``encrypt`` key (32 bytes of material). Give ``key`` or ``recipient``.
     recipient:
         A recipient's public key (:class:`~privprep.transforms.recipient.RecipientKey`).
+
+    The key source is a cipher: a :class:`KeyedCipher` for ``key``, a :class:`SealedCipher` for ``recipient``.
     """
 
     name: ClassVar[str] = "encrypt"
     Params = EncryptParams
+    protects: ClassVar[bool] = True
 
     def __init__(
         self, *, columns: list[str] | None = None, key: SecretKey | bytes | None = None, recipient: RecipientKey | None = None
@@ -78,23 +173,10 @@ class Encrypt(MapStage):
             raise ValueError("encrypt needs either 'key' or 'recipient'")
         if isinstance(key, (bytes, bytearray)):
             key = SecretKey(id="inline", purpose="encrypt", material=bytes(key))
-        if key is not None and len(key.material) != 32:
-            raise ValueError("encrypt needs a 32-byte AES-256 key")
+        self.cipher: Cipher = KeyedCipher(key) if key is not None else SealedCipher(recipient)  # type: ignore[arg-type]
         self.columns = list(columns) if columns else None
         self.key = key
         self.recipient = recipient
-        self._aead = AESGCM(key.material) if key is not None else None
-        self._file_metadata: dict[str, str] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_aead", None)  # a cipher object does not pickle; rebuilt from the key
-        state["_file_metadata"] = {}  # a per-file data key never travels: the receiver starts its own files
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._aead = AESGCM(self.key.material) if self.key is not None else None
 
     @classmethod
     def from_config(cls, params: EncryptParams, *, context: StageContext) -> "Encrypt":
@@ -107,82 +189,44 @@ class Encrypt(MapStage):
     @property
     def per_file(self) -> bool:
         """True in recipient mode: the runner calls :meth:`begin_file` before each output file."""
-        return self.recipient is not None
+        return self.cipher.per_file
 
     def begin_file(self) -> dict[str, str]:
         """Start a new output file: a fresh data key; returns the file metadata that carries it, sealed."""
-        if self.recipient is None:
-            return {}
-        data_key = new_data_key()
-        self._aead = AESGCM(data_key)
-        self._file_metadata = dict(sealed_entry(column, self.recipient, data_key) for column in self.input_columns())
-        return dict(self._file_metadata)
+        return self.cipher.begin_file(self.input_columns())
 
     def file_metadata(self) -> dict[str, str]:
         """The metadata that must travel with the values encrypted since the last :meth:`begin_file`
         (recipient mode; empty otherwise). Store it with the data, e.g. in the Parquet file's metadata."""
-        return dict(self._file_metadata)
-
-    def input_columns(self) -> list[str]:
-        return list(self.columns or [])
-
-    def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        self._require(schema, self.input_columns())
-        for column in self.input_columns():
-            index = schema.get_field_index(column)
-            check_supported(schema.field(index).type, column, self.name)
-            schema = schema.set(index, self._protection(schema.field(index).type).field(column))
-        return schema
+        return self.cipher.file_metadata()
 
     def keys_used(self) -> list[str]:
-        return [self.key.id if self.key is not None else self.recipient.id]  # type: ignore[union-attr]
+        return [self.cipher.key_id]
 
     def report(self) -> dict[str, Any]:
-        source = {"key": self.key.id} if self.key is not None else {"recipient": self.recipient.id}  # type: ignore[union-attr]
-        return {"columns": self.input_columns(), **source, "format": FORMAT_NAME}
+        return {"columns": self.input_columns(), **self.cipher.source(), "format": FORMAT_NAME}
 
     # -- the work ---------------------------------------------------------------------------------
-    def transform(self, table: pa.Table) -> pa.Table:
-        if self.recipient is not None and not self._file_metadata:
-            self.begin_file()  # ETL use: one data key until begin_file is called again
-        for column in resolve_columns(self.columns, table):
-            self._require(table.schema, [column])
-            index = table.schema.get_field_index(column)
-            kind = table.schema.field(index).type
-            check_supported(kind, column, self.name)
-            encrypted = self._encrypt_column(table.column(index), column)
-            table = table.set_column(index, self._protection(kind).field(column), encrypted)
-        return table
+    def output_field(self, column: str, kind: pa.DataType) -> pa.Field:
+        return self.cipher.protection(kind).field(column)
 
-    def _encrypt_column(self, values: pa.ChunkedArray, column: str) -> pa.ChunkedArray:
+    def transform(self, table: pa.Table) -> pa.Table:
+        self.cipher.prepare(self.input_columns())
+        return super().transform(table)
+
+    def transform_column(self, values: pa.ChunkedArray, column: str) -> pa.ChunkedArray:
         array = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
         text = canonical_bytes(array, column)
         rows = np.flatnonzero(np.asarray(text.is_valid())) if text.null_count else np.arange(len(text))
         dense = text.drop_null() if text.null_count else text
-        head = header(self._format, self._key_id)
+        head = header(self.cipher.format, self.cipher.key_id)
         associated = head + column.encode("utf-8")
-        encrypt = self._aead.encrypt  # type: ignore[union-attr]
+        encrypt = self.cipher.aead.encrypt  # type: ignore[union-attr]
         pieces = []
         for start in range(0, max(len(dense), 1), _CHUNK):  # chunks keep the lists small and cache-warm
             pieces.append(encrypt_rows(encrypt, head, associated, plain_binary(dense.slice(start, _CHUNK))))
         encrypted = pa.chunked_array(pieces, pa.binary())  # no copy: one chunk per 65,536 values
         return scatter(encrypted, rows, len(array))
-
-    @property
-    def _format(self) -> int:
-        return FORMAT_ENCRYPT if self.key is not None else FORMAT_RECIPIENT
-
-    @property
-    def _key_id(self) -> str:
-        return self.key.id if self.key is not None else self.recipient.id  # type: ignore[union-attr]
-
-    def _protection(self, kind: pa.DataType) -> Protection:
-        return Protection(
-            scheme="encrypt",
-            original_type=kind,
-            key_id=self.key.id if self.key is not None else None,
-            recipient=self.recipient.id if self.recipient is not None else None,
-        )
 
 
 def decrypt_column(
@@ -275,4 +319,4 @@ def _failed(
     )
 
 
-__all__ = ["Encrypt", "decrypt_column"]
+__all__ = ["Encrypt", "KeyedCipher", "SealedCipher", "decrypt_column"]

@@ -17,13 +17,14 @@ import pyarrow.compute as pc
 
 from privprep.schemas.stages import MaskParams
 
-from .base import MapStage, StageContext, resolve_columns
+from .base import StageContext
+from .column_stage import ColumnStage
 from .columns import as_text_or_binary
 from .registry import register
 
 
 @register
-class Mask(MapStage):
+class Mask(ColumnStage):
     """Replace all but ``keep_first`` leading and ``keep_last`` trailing characters with ``char``."""
 
     name: ClassVar[str] = "mask"
@@ -43,27 +44,13 @@ class Mask(MapStage):
     def from_config(cls, params: MaskParams, *, context: StageContext) -> "Mask":
         return cls(columns=params.columns, keep_first=params.keep_first, keep_last=params.keep_last, char=params.char)
 
-    def input_columns(self) -> list[str]:
-        return list(self.columns or [])
-
-    def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        self._require(schema, self.input_columns())
-        for column in self.input_columns():
-            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
-        return schema
-
     def report(self) -> dict[str, Any]:
         return {"columns": self.input_columns(), "keep_first": self.keep_first, "keep_last": self.keep_last}
 
-    def transform(self, table: pa.Table) -> pa.Table:
-        for column in resolve_columns(self.columns, table):
-            self._require(table.schema, [column])
-            index = table.schema.get_field_index(column)
-            masked = self._mask(table.column(index), column)
-            table = table.set_column(index, pa.field(column, pa.string()), masked)
-        return table
+    def output_field(self, column: str, kind: pa.DataType) -> pa.Field:
+        return pa.field(column, pa.string())
 
-    def _mask(self, values: pa.ChunkedArray, column: str) -> pa.Array:
+    def transform_column(self, values: pa.ChunkedArray, column: str) -> pa.Array:
         text = as_text_or_binary(values.combine_chunks(), column)
         if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
             text = text.cast(pa.string())

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from privprep.schemas.keyring import SecretKey
 from privprep.schemas.stages import PseudonymizeParams
 
-from .base import MapStage, StageContext, resolve_columns
+from .column_stage import KeyedColumnStage
 from .columns import fixed_width_strings, hex_bytes, map_distinct
 from .registry import register
 
@@ -84,7 +84,7 @@ class HmacSha256:
 
 
 @register
-class Pseudonymize(MapStage):
+class Pseudonymize(KeyedColumnStage):
     """Replace identifier columns with keyed pseudonyms.
 
     Parameters
@@ -100,50 +100,36 @@ class Pseudonymize(MapStage):
 
     name: ClassVar[str] = "pseudonymize"
     Params = PseudonymizeParams
+    purpose: ClassVar[str] = "pseudonymize"
+    options: ClassVar[tuple[str, ...]] = ("columns", "domain")
+    transient: ClassVar[tuple[str, ...]] = ("_hmacs",)  # hash states do not pickle; rebuilt per domain on use
 
     def __init__(self, *, key: SecretKey | bytes, columns: list[str] | None = None, domain: str | None = None) -> None:
-        if isinstance(key, (bytes, bytearray)):
-            key = SecretKey(id="inline", purpose="pseudonymize", material=bytes(key))
+        key = self.secret_key(key)
         if len(key.material) < 16:
             raise ValueError("pseudonymize needs at least 16 bytes of key material")
         self.columns = list(columns) if columns else None
         self.domain = domain
         self.key = key
+        self.open()
+
+    def open(self) -> None:
         self._hmacs: dict[str, HmacSha256] = {}
-
-    @classmethod
-    def from_config(cls, params: PseudonymizeParams, *, context: StageContext) -> "Pseudonymize":
-        assert context.resolve_key is not None
-        return cls(columns=params.columns, domain=params.domain, key=context.resolve_key("pseudonymize", params.key))
-
-    def input_columns(self) -> list[str]:
-        return list(self.columns or [])
-
-    def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        self._require(schema, self.input_columns())
-        for column in self.input_columns():
-            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
-        return schema
-
-    def keys_used(self) -> list[str]:
-        return [self.key.id]
 
     def report(self) -> dict[str, Any]:
         return {"columns": self.input_columns(), "domain": self.domain, "key": self.key.id, "format": "p1_<hex128>"}
 
-    def transform(self, table: pa.Table) -> pa.Table:
-        for column in resolve_columns(self.columns, table):
-            self._require(table.schema, [column])
-            hasher = self._hasher(self.domain or column)
+    def output_field(self, column: str, kind: pa.DataType) -> pa.Field:
+        return pa.field(column, pa.string())
 
-            def compute(values: list[bytes], hasher: HmacSha256 = hasher) -> pa.Array:
-                digests = np.frombuffer(hasher.digests(values), dtype=np.uint8).reshape(-1, 32)
-                return fixed_width_strings(PREFIX, hex_bytes(digests[:, :16]))
+    def transform_column(self, values: pa.ChunkedArray, column: str) -> pa.Array:
+        hasher = self._hasher(self.domain or column)
 
-            index = table.schema.get_field_index(column)
-            pseudonyms = map_distinct(table.column(index), column, compute)
-            table = table.set_column(index, pa.field(column, pa.string()), pseudonyms)
-        return table
+        def compute(distinct: list[bytes]) -> pa.Array:
+            digests = np.frombuffer(hasher.digests(distinct), dtype=np.uint8).reshape(-1, 32)
+            return fixed_width_strings(PREFIX, hex_bytes(digests[:, :16]))
+
+        return map_distinct(values, column, compute)
 
     def _hasher(self, domain: str) -> HmacSha256:
         if domain not in self._hmacs:

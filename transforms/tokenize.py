@@ -33,11 +33,11 @@ from privprep.schemas.errors import DataError, KeyringError
 from privprep.schemas.keyring import SecretKey
 from privprep.schemas.stages import TokenizeParams
 
-from .base import MapStage, StageContext, resolve_columns
 from .ciphertext import FORMAT_TOKEN, FORMATS, gather, header, prefixed, split_by_header
+from .column_stage import KeyedColumnStage
 from .columns import map_distinct
 from .keys import Keys, key_lookup
-from .protected import Protection, check_supported, restore
+from .protected import Protection, restore
 from .registry import register
 
 KEY_BYTES = 64
@@ -45,7 +45,7 @@ FORMAT_NAME = "privprep-token-v1 (AES-SIV, binary)"
 
 
 @register
-class Tokenize(MapStage):
+class Tokenize(KeyedColumnStage):
     """Replace values by deterministic AES-SIV tokens that join within a domain and can be reversed.
 
     Parameters
@@ -61,67 +61,38 @@ class Tokenize(MapStage):
 
     name: ClassVar[str] = "tokenize"
     Params = TokenizeParams
+    purpose: ClassVar[str] = "tokenize"
+    options: ClassVar[tuple[str, ...]] = ("columns", "domain")
+    transient: ClassVar[tuple[str, ...]] = ("_siv",)
+    protects: ClassVar[bool] = True
 
     def __init__(self, *, key: SecretKey | bytes, columns: list[str] | None = None, domain: str | None = None) -> None:
-        if isinstance(key, (bytes, bytearray)):
-            key = SecretKey(id="inline", purpose="tokenize", material=bytes(key))
+        key = self.secret_key(key)
         if len(key.material) != KEY_BYTES:
             raise ValueError(f"tokenize needs a {KEY_BYTES}-byte AES-SIV key")
         self.columns = list(columns) if columns else None
         self.domain = domain
         self.key = key
-        self._siv = AESSIV(key.material)
+        self.open()
         self._header = header(FORMAT_TOKEN, key.id)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_siv", None)  # a cipher object does not pickle; rebuilt from the key
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def open(self) -> None:
         self._siv = AESSIV(self.key.material)
-
-    @classmethod
-    def from_config(cls, params: TokenizeParams, *, context: StageContext) -> "Tokenize":
-        assert context.resolve_key is not None
-        return cls(columns=params.columns, domain=params.domain, key=context.resolve_key("tokenize", params.key))
-
-    def input_columns(self) -> list[str]:
-        return list(self.columns or [])
-
-    def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        self._require(schema, self.input_columns())
-        for column in self.input_columns():
-            index = schema.get_field_index(column)
-            check_supported(schema.field(index).type, column, self.name)
-            schema = schema.set(index, self._protection(schema.field(index).type, column).field(column))
-        return schema
-
-    def keys_used(self) -> list[str]:
-        return [self.key.id]
 
     def report(self) -> dict[str, Any]:
         return {"columns": self.input_columns(), "domain": self.domain, "key": self.key.id, "format": FORMAT_NAME}
 
-    def transform(self, table: pa.Table) -> pa.Table:
-        for column in resolve_columns(self.columns, table):
-            self._require(table.schema, [column])
-            index = table.schema.get_field_index(column)
-            kind = table.schema.field(index).type
-            check_supported(kind, column, self.name)
-            associated = [self._header, (self.domain or column).encode("utf-8")]
+    def output_field(self, column: str, kind: pa.DataType) -> pa.Field:
+        return Protection(scheme="tokenize", original_type=kind, key_id=self.key.id, domain=self.domain or column).field(column)
 
-            def compute(values: list[bytes], associated: list[bytes] = associated) -> pa.Array:
-                encrypt = self._siv.encrypt
-                return prefixed(self._header, [encrypt(value, associated) for value in values])
+    def transform_column(self, values: pa.ChunkedArray, column: str) -> pa.Array:
+        associated = [self._header, (self.domain or column).encode("utf-8")]
 
-            tokens = map_distinct(table.column(index), column, compute)
-            table = table.set_column(index, self._protection(kind, column).field(column), tokens.cast(pa.binary()))
-        return table
+        def compute(distinct: list[bytes]) -> pa.Array:
+            encrypt = self._siv.encrypt
+            return prefixed(self._header, [encrypt(value, associated) for value in distinct])
 
-    def _protection(self, kind: pa.DataType, column: str) -> Protection:
-        return Protection(scheme="tokenize", original_type=kind, key_id=self.key.id, domain=self.domain or column)
+        return map_distinct(values, column, compute).cast(pa.binary())
 
 
 def detokenize_column(

@@ -203,13 +203,13 @@ class SiteWorker:
 
     def _start(self, site: SiteData, schedule: LocalSchedule, settings: FederatedSettings) -> SiteAccount:
         """First round: σ calibrated once for all rounds; the whole training's ε checked and recorded in the ledger."""
-        ledger = self.spec.ledger_object()
-        ledger.check([PlannedSpend(self.spec.stage, "train", settings.target_epsilon, site.delta)])
+        budget = self.spec.ledger_object().scope(stage=self.spec.stage, kind="train")  # a PrivacyAccount
+        budget.check([PlannedSpend(self.spec.stage, "train", settings.target_epsilon, site.delta)])
         sigma = calibrate_noise(settings.target_epsilon, site.delta, schedule, settings.accountant)
         account = SiteAccount(noise_multiplier=sigma, sample_rate=schedule.sample_rate, delta=site.delta,
                               accountant=settings.accountant)
         planned = account.epsilon_after(schedule.total_steps)
-        ledger.spend(planned, site.delta, stage=self.spec.stage, kind="train", details={
+        budget.spend(planned, site.delta, details={
             "federated": True, "site": self.spec.name, "rounds": settings.rounds, "local_epochs": settings.local_epochs,
             "noise_multiplier": sigma, "sample_rate": schedule.sample_rate, "steps": schedule.total_steps,
             "rows": len(site.train) + len(site.holdout), "accountant": settings.accountant,

@@ -3,7 +3,7 @@
 * :mod:`.columns` — Arrow columns to clipped values and category codes, per batch;
 * :mod:`.queries` — one class per statistic: exact sufficient statistics, then one noisy release;
 * :mod:`.mechanisms` — diffprivlib's mechanisms with scales and 95% error bounds;
-* :mod:`.account` — what a release spends from (the pipeline's ledger, or :class:`SpendLog`);
+* :mod:`.account` — what a release spends from (a :class:`PrivacyAccount`: the pipeline's ledger, or :class:`SpendLog`);
 * :mod:`.stage` — :class:`DpStats`, registered as ``dp_stats``.
 
 >>> import pyarrow as pa
@@ -14,7 +14,7 @@
 [('count', 'GeometricTruncated', 2.0)]
 """
 
-from .account import Account, SpendLog
+from .account import Account, PlannedSpend, PrivacyAccount, SpendLog
 from .stage import DpStats
 
-__all__ = ["Account", "DpStats", "SpendLog"]
+__all__ = ["Account", "DpStats", "PlannedSpend", "PrivacyAccount", "SpendLog"]

@@ -35,7 +35,7 @@ from privprep.schemas.stages import DpQuery, DpStatsParams
 
 from ..base import ReleaseStage, StageContext
 from ..registry import register
-from .account import Account
+from ..privacy_account import PrivacyAccount
 from .columns import BatchView, LocalCounts, is_numeric, typed_categories
 from .bounding import hash_values
 from .mechanisms import NoiseSource
@@ -180,7 +180,7 @@ class DpStats(ReleaseStage):
         self.local.merge(other.local)
         self.rows_observed += other.rows_observed
 
-    def release(self, ledger: Account) -> list[dict[str, Any]]:
+    def release(self, ledger: PrivacyAccount) -> list[dict[str, Any]]:
         """Record the spend in ``ledger``, then add noise once; returns one entry per released value."""
         if self.releases_ is not None:
             raise RuntimeError("this stage has released already; a new release needs a new stage")

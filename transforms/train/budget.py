@@ -1,5 +1,6 @@
-"""What training spends from: the run's ledger scope, a :class:`~privprep.pipeline.ledger.Ledger`, or an
-in-memory :class:`~privprep.transforms.dp.SpendLog` for ETL code.
+"""What training spends from: a :class:`~privprep.transforms.privacy_account.PrivacyAccount`, i.e. the
+run's ledger scope, a :class:`~privprep.pipeline.ledger.Ledger`, or an in-memory
+:class:`~privprep.transforms.dp.SpendLog` for ETL code.
 
 The stage checks the target (ε, δ) against the account *before* training (nothing is computed when it
 does not fit) and records the ε the accountant reports for the finished run *after* training, before
@@ -18,56 +19,28 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from privprep.schemas.errors import BudgetError
+from ..privacy_account import PlannedSpend, PrivacyAccount, account_delta
 
-_TOLERANCE = 1e-9
-
-
-class TrainingAccount(Protocol):
-    """Records a spend durably (or raises :class:`BudgetError`)."""
-
-    def spend(self, epsilon: float, delta: float = 0.0, *, details: dict[str, Any] | None = None) -> Any: ...
+TrainingAccount = PrivacyAccount  # names kept from before the account protocol was shared
+PlannedTraining = PlannedSpend
 
 
-@dataclass(frozen=True)
-class PlannedTraining:
-    """A spend to check, shaped like the ledger's ``PlannedSpend`` (stage, kind, epsilon, delta)."""
-
-    stage: str
-    kind: str
-    epsilon: float
-    delta: float
+def check_budget(account: PrivacyAccount, *, epsilon: float, delta: float, stage: str = "train") -> None:
+    """Raise :class:`BudgetError` when spending (``epsilon``, ``delta``) would exceed ``account``'s budget
+    (a ledger re-reads its file: spends of other runs count)."""
+    if not callable(getattr(account, "check", None)):
+        raise TypeError("training needs a privacy account to check and spend from, e.g. privprep.transforms.dp.SpendLog(epsilon=3)")
+    account.check([PlannedSpend(stage, "train", float(epsilon), float(delta))])
 
 
-def _ledger_of(account: Any) -> Any | None:
-    """The persistent ledger behind ``account``: a run's ``LedgerScope`` holds one, a ``Ledger`` is one."""
-    ledger = getattr(account, "ledger", account)
-    return ledger if callable(getattr(ledger, "check", None)) else None
-
-
-def check_budget(account: Any, *, epsilon: float, delta: float, stage: str = "train") -> None:
-    """Raise :class:`BudgetError` when spending (``epsilon``, ``delta``) would exceed ``account``'s budget."""
-    ledger = _ledger_of(account)
-    if ledger is not None:  # re-reads the ledger file: spends of other runs count
-        ledger.check([PlannedTraining(getattr(account, "stage", stage), "train", float(epsilon), float(delta))])
-        return
-    remaining = getattr(account, "remaining", None)
-    remaining = remaining() if callable(remaining) else remaining
-    if isinstance(remaining, (int, float)) and epsilon > remaining * (1 + _TOLERANCE):
-        raise BudgetError(f"budget exceeded: training would spend epsilon {epsilon:g}, but only {max(remaining, 0):g} remains")
-
-
-def budget_delta(account: Any) -> float | None:
+def budget_delta(account: PrivacyAccount) -> float | None:
     """The δ of the dataset's whole budget when the account knows it (a ledger), else None."""
-    ledger = _ledger_of(account)
-    value = getattr(ledger, "delta", None) if ledger is not None else None
-    return float(value) if isinstance(value, (int, float)) else None
+    return account_delta(account)
 
 
-def record_spend(account: TrainingAccount, *, epsilon: float, delta: float, details: dict[str, Any]) -> Any:
+def record_spend(account: PrivacyAccount, *, epsilon: float, delta: float, details: dict[str, Any]) -> Any:
     """Record what training spent; the ledger refuses it (``BudgetError``) if another run spent meanwhile."""
     return account.spend(float(epsilon), float(delta), details=details)
 
