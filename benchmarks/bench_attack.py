@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from privprep.pipeline.linkage import link
+from privprep.pipeline.risk.linkage import link
 
 QIS = ["birth", "zip", "sex", "occupation"]
 

@@ -1,5 +1,5 @@
 """The linkage attack on a Mondrian run (``privprep attack`` / ``privprep sweep`` with ``algorithm:
-mondrian``): raw auxiliary values matched against the released boxes (:mod:`privprep.pipeline.linkage_boxes`).
+mondrian``): raw auxiliary values matched against the released boxes (:mod:`privprep.pipeline.risk.linkage_boxes`).
 
 Generates N rows with two numeric quasi-identifiers (age, income: released as ``[lo, hi]``) and two
 categorical ones (zip with a mask hierarchy, sex), anonymizes them with Mondrian at k (not timed),
@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from privprep.pipeline.linkage_boxes import HierarchyColumn, IntervalColumn, link_boxes
+from privprep.pipeline.risk.linkage_boxes import HierarchyColumn, IntervalColumn, link_boxes
 from privprep.transforms import MondrianKAnonymity
 from privprep.transforms.hierarchies import build_hierarchy
 

@@ -6,12 +6,12 @@ options (zstd, as privprep writes):
 
 * plaintext write  ``pq.write_table(table, path)``;
 * encrypted write  ``pq.write_table(table, path, encryption_properties=spec.properties())``, where
-  ``spec`` is a :class:`privprep.pipeline.column_encryption.ColumnEncryption` that encrypts all five
+  ``spec`` is a :class:`privprep.pipeline.keys.column_encryption.ColumnEncryption` that encrypts all five
   columns under two keyring keys and the footer under a third (AES_GCM_V1, double wrapping, encrypted
   footer); making the properties (data keys, wrapping through the KMS client) is inside the timing;
-* plaintext read   ``privprep.pipeline.column_encryption.read_table(path, keyring=None)`` (the same
+* plaintext read   ``privprep.pipeline.keys.column_encryption.read_table(path, keyring=None)`` (the same
   reading path, ``pq.ParquetFile(path).read()``, without keys);
-* encrypted read   ``privprep.pipeline.column_encryption.read_table(path, keyring=ring)``: key checks,
+* encrypted read   ``privprep.pipeline.keys.column_encryption.read_table(path, keyring=ring)``: key checks,
   decryption properties, unwrapping through the KMS client, the read.
 
 The four run in turn (write-plain, write-encrypted, read-plain, read-encrypted), once to warm up and
@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from privprep.pipeline.column_encryption import ColumnEncryption, read_table
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.column_encryption import ColumnEncryption, read_table
+from privprep.pipeline.keys.keyring import Keyring
 
 GOAL = 1.25
 

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from privprep.pipeline.io import InputSource
+from privprep.pipeline.files.io import InputSource
 from privprep.transforms.dp import DpStats, SpendLog
 
 HERE = Path(__file__).resolve().parent

@@ -147,7 +147,7 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def bench_mnist(args: argparse.Namespace) -> None:
-    from privprep.pipeline.mnist import load_mnist, mnist_table
+    from privprep.pipeline.files.mnist import load_mnist, mnist_table
     from privprep.transforms.federated import loop as L
     from privprep.transforms.federated.local import accuracy_of, local_round
     from privprep.transforms.federated.settings import FederatedSettings, round_seed

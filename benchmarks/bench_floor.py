@@ -201,7 +201,7 @@ def bench_check_row(repeats: int) -> None:
 
     import pandas as pd
 
-    from privprep.pipeline.check import measure
+    from privprep.pipeline.risk.check import measure
 
     print("check: 1,000,000 rows x 6 QIs", file=sys.stderr, flush=True)
     path = bench_measures.make_table(1_000_000)
@@ -241,7 +241,7 @@ def bench_fixed_rows(repeats: int) -> None:
             "stages:\n  - dp_stats: {epsilon: 0.1, queries: [{column: income, stat: mean}]}\n"
         )
         run_cmd = [str(bench_run.PRIVPREP), "run", str(work / "dp.yaml"), "--overwrite", "--quiet"]
-        needs = ("import privprep.pipeline.cli, privprep.pipeline.api, privprep.pipeline.html_sections, "
+        needs = ("import privprep.pipeline.cli, privprep.pipeline.api, privprep.pipeline.reports.html_sections, "
                  "privprep.transforms.dp, pyarrow.parquet, diffprivlib.mechanisms, matplotlib.figure")
         imports_cmd = [sys.executable, "-c", needs]
         t_run, t_imports = alternate(process(run_cmd), process(imports_cmd), repeats)

@@ -1,6 +1,6 @@
 """The k_anonymity stage over a large Parquet input: wall time and peak RSS of ``privprep run``.
 
-Generates the sample table (``privprep.pipeline.sample``) once per row count under
+Generates the sample table (``privprep.pipeline.files.sample``) once per row count under
 ``benchmarks/_data/input-<rows>/`` and runs a pipeline that drops the direct identifiers and
 k-anonymizes birth_date, zip, sex and occupation with the sample hierarchies (k=5, 2% suppression,
 distinct 2-diversity of diagnosis). Each run is its own process, reaped with ``os.wait4`` for its
@@ -59,7 +59,7 @@ stages:
 def ensure_input(rows: int) -> Path:
     folder = DATA / f"input-{rows}"
     if not folder.is_dir() or not any(folder.glob("*.parquet")):
-        from privprep.pipeline.sample import write_sample
+        from privprep.pipeline.files.sample import write_sample
 
         t0 = time.perf_counter()
         write_sample(rows, folder, seed=0)

@@ -2,7 +2,7 @@
 
 For each row count in --rows:
 
-* the input is generated once with ``privprep.pipeline.sample.write_sample(rows, dir, seed=0)``
+* the input is generated once with ``privprep.pipeline.files.sample.write_sample(rows, dir, seed=0)``
   (files of 1M rows, zstd) and cached under ``benchmarks/_data/bench_run-input-<rows>/`` (delete it to
   regenerate); a keyring is made once with ``privprep keys new --out benchmarks/_data/bench_run.keyring``
   and a config ``benchmarks/_data/bench_run-<rows>.yaml`` with the stages
@@ -111,7 +111,7 @@ def ensure_input(rows: int) -> Path:
     target = DATA / f"{PREFIX}-input-{rows}"
     if (target / "_COMPLETE").is_file():
         return target
-    from privprep.pipeline.sample import write_sample
+    from privprep.pipeline.files.sample import write_sample
 
     DATA.mkdir(parents=True, exist_ok=True)
     tmp = DATA / f".{PREFIX}-input-{rows}.tmp-{os.getpid()}"

@@ -1,6 +1,6 @@
 """Benchmark: ``privprep run`` with a local input and output versus s3:// on a local S3 server.
 
-The input is generated once with ``privprep.pipeline.sample.write_sample(rows, dir, seed=0)`` and cached
+The input is generated once with ``privprep.pipeline.files.sample.write_sample(rows, dir, seed=0)`` and cached
 under ``benchmarks/_data/bench_s3-input-<rows>/``; the stages are bench_run.py's (two pseudonymize, one
 drop). A moto S3 server is started in this process on 127.0.0.1 (a free port, loopback only) and the
 input is uploaded to a bucket on it once. Then, for each case (input -> output: local -> local,
@@ -35,7 +35,7 @@ def ensure_input(rows: int) -> Path:
     target = DATA / f"{PREFIX}-input-{rows}"
     if (target / "_COMPLETE").is_file():
         return target
-    from privprep.pipeline.sample import write_sample
+    from privprep.pipeline.files.sample import write_sample
 
     tmp = DATA / f".{PREFIX}-input-{rows}.tmp-{os.getpid()}"
     print(f"generating {rows:,} rows into {target} ...", file=sys.stderr, flush=True)

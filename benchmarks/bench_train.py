@@ -153,7 +153,7 @@ def train_plain(train: Any, held: Any, *, epochs: int, seed: int, device: str, b
 def bench_sample(args: argparse.Namespace, device: str) -> None:
     import pyarrow as pa
 
-    from privprep.pipeline.sample import generate_sample
+    from privprep.pipeline.files.sample import generate_sample
     from privprep.transforms.dp import SpendLog
     from privprep.transforms.train import Train
 
@@ -206,7 +206,7 @@ def bench_federated_sample(args: argparse.Namespace, device: str, table: Any) ->
 
 
 def bench_mnist(args: argparse.Namespace, device: str) -> None:
-    from privprep.pipeline.mnist import load_mnist
+    from privprep.pipeline.files.mnist import load_mnist
     from privprep.transforms.train.data import Examples
     from privprep.transforms.train.dpsgd import fresh_model, train_dp
     from privprep.transforms.train.model import training_inputs

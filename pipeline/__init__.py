@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "__version__":
-        from .report import privprep_version
+        from .reports.report import privprep_version
 
         return privprep_version()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

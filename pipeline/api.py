@@ -1,7 +1,7 @@
 """The Python entry points of a whole run, as the CLI uses them.
 
 >>> import tempfile, pathlib
->>> from privprep.pipeline.sample import write_sample
+>>> from privprep.pipeline.files.sample import write_sample
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> _ = write_sample(50, folder / "in")
 >>> _ = (folder / "pipeline.yaml").write_text('''
@@ -37,11 +37,11 @@ from pathlib import Path
 
 from privprep.schemas.errors import UsageError
 
-from .config import load_config
-from .engine import Engine
-from .plan import Plan, build_plan
-from .progress import Progress
-from .runner import RunResult, execute
+from .configs.config import load_config
+from .engines.engine import Engine
+from .engines.plan import Plan, build_plan
+from .engines.progress import Progress
+from .engines.runner import RunResult, execute
 
 
 def plan(config: str | os.PathLike[str], *, input: str | None = None, output: str | None = None) -> Plan:
@@ -65,7 +65,7 @@ def run(
     address, one of Dask's local schedulers, or None for a local cluster) or an engine object such as
     ``DaskEngine(client=client)``; every engine gives the same output."""
     loaded = load_config(config, input=input, output=output)
-    from .runtarget import check_run_output
+    from .files.runtarget import check_run_output
 
     check_run_output(loaded.output, overwrite=overwrite)  # fail before reading any data
     plan = build_plan(loaded)
@@ -74,7 +74,7 @@ def run(
             raise UsageError("--scheduler applies only to --engine dask")
         return execute(plan, overwrite=overwrite, progress=progress)
     if engine == "dask":
-        from .dask_engine import DaskEngine
+        from .engines.dask_engine import DaskEngine
 
         engine = DaskEngine(scheduler=scheduler)
     if isinstance(engine, str):

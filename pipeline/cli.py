@@ -18,7 +18,7 @@ from privprep.schemas.errors import PrivprepError, UsageError
 from privprep.schemas.purposes import ALGORITHMS
 
 if TYPE_CHECKING:
-    from .keyring import Keyring
+    from .keys.keyring import Keyring
 
 # Everything else is imported inside the command that uses it: --help and keys load no data libraries.
 EXIT_BUG = 70
@@ -75,7 +75,7 @@ _CHOICES: dict[str, type[Enum]] = {"--engine": Engine, "--log-format": LogFormat
 
 def _version(show: bool) -> None:
     if show:
-        from .report import privprep_version
+        from .reports.report import privprep_version
 
         typer.echo(f"privprep {privprep_version()}")
         raise typer.Exit()
@@ -107,7 +107,7 @@ def run(
 ) -> None:
     """Run the pipeline of CONFIG: sanitized Parquet, report.json and report.html in its output run directory."""
     from . import api
-    from .progress import Progress
+    from .engines.progress import Progress
 
     log_format, engine = LogFormat(log_format).value, Engine(engine).value
     if scheduler is not None and engine != "dask":
@@ -132,7 +132,7 @@ def init(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
 ) -> None:
     """Write a starting config for INPUT: every column declared with a guessed role, marked '# review'."""
-    from .init_config import ROLES, write_starting_config, yaml_keyring
+    from .configs.init_config import ROLES, write_starting_config, yaml_keyring
 
     _logging(quiet)
     columns = write_starting_config(input, output, force=force, delimiter=delimiter)
@@ -152,7 +152,7 @@ def sample(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
 ) -> None:
     """Generate the synthetic sample dataset (Faker, seeded)."""
-    from .sample import write_sample
+    from .files.sample import write_sample
 
     _logging(quiet)
     paths = write_sample(rows, out, seed=seed)
@@ -178,7 +178,7 @@ def keys_new(
 ) -> None:
     """Create a keyring, or add a key to it (without --purpose: one key per symmetric purpose).
     With --purpose recipient the private key goes into the keyring and the public key into a .pub file."""
-    from .keyring import Keyring
+    from .keys.keyring import Keyring
 
     _logging(False)
     if exist_ok and force:
@@ -200,7 +200,7 @@ def keys_list(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """List key ids and purposes (never material)."""
-    from .keyring import Keyring
+    from .keys.keyring import Keyring
 
     _logging(False)
     ring = Keyring.load(file)
@@ -225,7 +225,7 @@ def keys_rotate(
 ) -> None:
     """Add a new primary key of PURPOSE; older keys stay, so data written under them still decrypts.
     New runs use the new key (for pseudonymize and tokenize: new pseudonyms and tokens, a new epoch)."""
-    from .keyring import Keyring
+    from .keys.keyring import Keyring
 
     _logging(False)
     purpose = Purpose(purpose).value
@@ -238,7 +238,7 @@ def keys_rotate(
 
 
 def _write_public(ring: Keyring, key_id: str, path: Optional[Path]) -> None:
-    from .keyring import default_public_path
+    from .keys.keyring import default_public_path
 
     written = ring.write_public_key(key_id, path or default_public_path(ring.path, key_id))
     typer.echo(f"public key of recipient key {key_id}: {written} (give this file to producers)", err=True)
@@ -254,7 +254,7 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Measure k, l-diversity, t-closeness and re-identification risk of INPUT without changing it."""
-    from .check import format_text, measure
+    from .risk.check import format_text, measure
 
     _logging(True)
     result = measure(input, _split(qi), _split(sensitive) if sensitive else None, k=k)
@@ -278,8 +278,8 @@ def decrypt(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
 ) -> None:
     """Reverse encrypt, tokenize and column-encrypted columns of RUN_DIR for a holder of the keys."""
-    from .decrypt import decrypt_run
-    from .progress import Progress
+    from .keys.decrypt import decrypt_run
+    from .engines.progress import Progress
 
     _logging(quiet)
     names = [part.strip() for part in columns.split(",") if part.strip()]
@@ -293,8 +293,8 @@ def report(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no info line"),
 ) -> None:
     """(Re)build RUN_DIR/report.html from RUN_DIR/report.json (self-contained: no network needed to view it)."""
-    from .html_report import rebuild
-    from .plots import available
+    from .reports.html_report import rebuild
+    from .reports.plots import available
 
     _logging(quiet)
     path = rebuild(run_dir)
@@ -317,7 +317,7 @@ def attack(
     record: bool = typer.Option(False, "--record", help="add the figures to the run's report.json and report.html"),
 ) -> None:
     """Link an auxiliary table to RUN_DIR's released records and report counts and rates (never a value)."""
-    from .attack import attack_run, format_text, record as record_attack
+    from .risk.attack import attack_run, format_text, record as record_attack
 
     _logging(True)
     result = attack_run(run_dir, auxiliary, _split(on), target=target, truth=truth, config=config)
@@ -340,8 +340,8 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or info lines"),
 ) -> None:
     """Privacy-utility sweep: run CONFIG once per k and per epsilon (scratch ledger), write sweep.json and sweep.html."""
-    from .progress import Progress
-    from .sweep import parse_values, run_sweep
+    from .engines.progress import Progress
+    from .sweeps.sweep import parse_values, run_sweep
 
     _logging(quiet)
     result = run_sweep(
@@ -372,7 +372,7 @@ def federate_simulate(
 ) -> None:
     """Split the input into N sites, sanitize each at its site, train with FedAvg and DP-SGD at every site (Flower)."""
     from .federated.simulate import simulate
-    from .progress import Progress
+    from .engines.progress import Progress
 
     partition = Partition(partition).value
     _logging(quiet)
@@ -404,7 +404,7 @@ def federate_prepare(
 ) -> None:
     """At a real site: run CONFIG's stages before train on the site's data and write site.json for its SuperNode."""
     from .federated.prepare import prepare
-    from .progress import Progress
+    from .engines.progress import Progress
 
     _logging(quiet)
     result = prepare(config, output=output, name=name, overwrite=overwrite, progress=Progress(quiet=quiet))
@@ -414,7 +414,7 @@ def federate_prepare(
 
 
 def _logging(quiet: bool, log_format: str = "text") -> None:
-    from .progress import configure_logging
+    from .engines.progress import configure_logging
 
     configure_logging(quiet=quiet, log_format=log_format)
 
@@ -488,7 +488,7 @@ def _usage_message(exc: Exception) -> str:
 
 
 def _error(message: str) -> None:
-    from .progress import json_logging
+    from .engines.progress import json_logging
 
     if json_logging():  # --log-format json: the error is a JSON line too
         typer.echo(json.dumps({"level": "error", "logger": "privprep", "message": message, "event": "error"}), err=True)

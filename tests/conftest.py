@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from privprep.pipeline.cli import main
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 
 #: Reference data the repository ships (small copies; sources and licences in tests/data/README.md).
 TEST_DATA = Path(__file__).resolve().parent / "data"

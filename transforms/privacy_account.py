@@ -9,8 +9,8 @@ A :class:`PrivacyAccount` does three things, as Opacus' accountants share one in
 * ``remaining`` is the epsilon one more pure-DP release may still spend.
 
 Three classes implement it: :class:`privprep.transforms.dp.SpendLog` (in memory, for ETL code), the
-dataset's persistent :class:`privprep.pipeline.ledger.Ledger`, and the
-:class:`~privprep.pipeline.ledger.LedgerScope` one stage of a run spends from. An account that knows the
+dataset's persistent :class:`privprep.pipeline.budget.ledger.Ledger`, and the
+:class:`~privprep.pipeline.budget.ledger.LedgerScope` one stage of a run spends from. An account that knows the
 δ of the dataset's whole budget exposes it as ``delta`` (``None`` or absent when it does not).
 
 >>> from privprep.transforms.dp import SpendLog

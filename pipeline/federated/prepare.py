@@ -13,14 +13,14 @@ from pathlib import Path
 
 from privprep.schemas.errors import ConfigError
 
-from ..config import load_config
-from ..ledger import resolve_ledger_path
-from ..progress import Progress
-from ..rundir import check_output
-from ..runner import RunResult
+from ..budget.ledger import resolve_ledger_path
+from ..configs.config import load_config
+from ..engines.progress import Progress
+from ..engines.runner import RunResult
+from ..files.rundir import check_output
+from ..files.storage import require_local
 from .site import train_entry
 from .sites import check_site_budget, sanitize_site
-from ..storage import require_local
 
 
 def prepare(config: str | os.PathLike[str], *, output: str | None = None, name: str = "site", overwrite: bool = False,

@@ -30,16 +30,16 @@ import pyarrow.parquet as pq
 from privprep.schemas.errors import ConfigError, DataError, FederationError, UsageError
 from privprep.transforms.federated.settings import FederatedSettings
 
-from ..config import load_config
-from ..io import InputSource
-from ..ledger import resolve_ledger_path
-from ..plan import build_plan
-from ..progress import Progress
-from ..report import REPORT_VERSION, privprep_version, write_report
-from ..rundir import RunDirectory, check_output
-from .split import PARTITIONS, assign_sites
+from ..budget.ledger import resolve_ledger_path
+from ..configs.config import load_config
+from ..engines.plan import build_plan
+from ..engines.progress import Progress
+from ..files.io import InputSource
+from ..files.rundir import RunDirectory, check_output
+from ..files.storage import require_local
+from ..reports.report import REPORT_VERSION, privprep_version, write_report
 from .site import site_ledger_path, train_entry
-from ..storage import require_local
+from .split import PARTITIONS, assign_sites
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def _check_outcome(outcome: Any, specs: list[Any], rounds: int) -> None:
 
 def _report(loaded: Any, source: Any, rows_in: int, runs: list[Any], specs: list[Any], plan: Any, outcome: Any,
             timings: dict[str, float], started: float, *, partition: str, alpha: float, run_path: Path) -> dict[str, Any]:
-    from ..ledger import Ledger
+    from ..budget.ledger import Ledger
     from .results import federated_card
     from .sites import site_summary
 

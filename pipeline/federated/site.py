@@ -34,9 +34,9 @@ from privprep.transforms.federated.accounting import LocalSchedule, SiteAccount,
 from privprep.transforms.federated.settings import FederatedSettings, SiteData, round_seed
 from privprep.transforms.train.data import default_delta, examples_from_table, holdout_split, read_columns
 
-from ..config import LoadedConfig
-from ..io import InputSource
-from ..ledger import Ledger, PlannedSpend, input_fingerprint, resolve_ledger_path
+from ..budget.ledger import Ledger, PlannedSpend, input_fingerprint, resolve_ledger_path
+from ..configs.config import LoadedConfig
+from ..files.io import InputSource
 
 log = logging.getLogger(__name__)
 SPEC_NAME = "site.json"

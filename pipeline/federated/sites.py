@@ -12,13 +12,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from ..config import LoadedConfig
-from ..fsutil import write_text_atomic
-from ..io import InputSource
-from ..ledger import Ledger, input_fingerprint, planned_spends
-from ..plan import build_plan
-from ..progress import Progress
-from ..runner import RunResult, execute
+from ..budget.ledger import Ledger, input_fingerprint, planned_spends
+from ..configs.config import LoadedConfig
+from ..engines.plan import build_plan
+from ..engines.progress import Progress
+from ..engines.runner import RunResult, execute
+from ..files.fsutil import write_text_atomic
+from ..files.io import InputSource
 from .site import SPEC_NAME, SiteSpec, site_spec, train_entry
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline.linkage import link
+from privprep.pipeline.risk.linkage import link
 
 QIS = ["age", "zip", "sex"]
 HIERARCHIES = {

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline.linkage_boxes import HierarchyColumn, IntervalColumn, link_boxes
+from privprep.pipeline.risk.linkage_boxes import HierarchyColumn, IntervalColumn, link_boxes
 from tests.pipeline.test_attack import QIS, population
 
 HIERARCHIES = {"zip": {"mask": {}}, "sex": {"map": {"F": ["*"], "M": ["*"]}}}  # age is numeric: cut into ranges

@@ -117,7 +117,7 @@ def test_check_measures_other_binary_columns_as_they_are(tmp_path: Path, cli) ->
 
 
 def test_check_reads_string_columns_as_dictionaries_with_the_same_result(tmp_path: Path) -> None:
-    from privprep.pipeline.check import measure
+    from privprep.pipeline.risk.check import measure
 
     frame = pd.DataFrame({"zip": ["1", "2", None, "1"] * 50 + ["3"], "dx": (["a", "b", "b", None] * 50) + ["c"]})
     path = tmp_path / "groups.parquet"

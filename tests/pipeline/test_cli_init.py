@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline.init_config import guess_role
+from privprep.pipeline.configs.init_config import guess_role
 from privprep.schemas.config import PipelineConfig, check_references
 from tests.conftest import tree_digest
 

@@ -11,7 +11,7 @@ from importlib import metadata
 import pytest
 
 from privprep.pipeline.cli import _command
-from privprep.pipeline.progress import Progress, configure_logging
+from privprep.pipeline.engines.progress import Progress, configure_logging
 
 
 def commands(group=None, path=("privprep",)):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from privprep.pipeline.column_encryption import (
+from privprep.pipeline.keys.column_encryption import (
     WRAP_PREFIX,
     ColumnEncryption,
     KeyringKmsClient,
@@ -18,7 +18,7 @@ from privprep.pipeline.column_encryption import (
     is_encrypted_file,
     read_table,
 )
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from privprep.schemas.errors import KeyringError
 
 

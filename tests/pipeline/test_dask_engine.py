@@ -19,10 +19,10 @@ pytest.importorskip("dask")
 pytest.importorskip("distributed")
 
 from privprep.pipeline import api  # noqa: E402
-from privprep.pipeline.column_encryption import is_encrypted_file, read_table  # noqa: E402
-from privprep.pipeline.decrypt import decrypt_run  # noqa: E402
-from privprep.pipeline.keyring import Keyring  # noqa: E402
-from privprep.pipeline.sample import generate_sample  # noqa: E402
+from privprep.pipeline.files.sample import generate_sample  # noqa: E402
+from privprep.pipeline.keys.column_encryption import is_encrypted_file, read_table  # noqa: E402
+from privprep.pipeline.keys.decrypt import decrypt_run  # noqa: E402
+from privprep.pipeline.keys.keyring import Keyring  # noqa: E402
 from privprep.transforms.recipient import SEALED_KEY_PREFIX  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
@@ -261,7 +261,7 @@ def _worker_settings() -> tuple[Any, ...]:
 
 def test_the_local_cluster_runs_its_workers_without_profiler_or_malloc_trim(monkeypatch) -> None:
     """Both cost a worker 15 % over the streaming engine on the same rows (bench_scale.py)."""
-    from privprep.pipeline.dask_engine import DaskEngine
+    from privprep.pipeline.engines.dask_engine import DaskEngine
 
     monkeypatch.setenv("PRIVPREP_DASK_WORKERS", "1")
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny started earlier in this process sets it here

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.decrypt import decrypt_run
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.decrypt import decrypt_run
+from privprep.pipeline.keys.keyring import Keyring
 from privprep.schemas.errors import KeyringError, UsageError
 from privprep.transforms.protected import Protection
 from tests.conftest import small_table

@@ -11,9 +11,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.column_encryption import METADATA_KEY, is_encrypted_file, read_table
-from privprep.pipeline.decrypt import decrypt_run
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.column_encryption import METADATA_KEY, is_encrypted_file, read_table
+from privprep.pipeline.keys.decrypt import decrypt_run
+from privprep.pipeline.keys.keyring import Keyring
 from privprep.schemas.stages import KAnonymityParams
 from privprep.transforms import decrypt_column, registry
 from privprep.transforms.base import GlobalStage

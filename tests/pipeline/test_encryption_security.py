@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from tests.pipeline.test_decrypt import assert_clean_failure
 
 CANARIES = {
@@ -146,8 +146,8 @@ def test_the_recipient_mode_producer_cannot_decrypt_its_own_output(secured, cli)
 PARTIAL_READER = textwrap.dedent(
     """
     import sys
-    from privprep.pipeline.column_encryption import read_table
-    from privprep.pipeline.keyring import Keyring
+    from privprep.pipeline.keys.column_encryption import read_table
+    from privprep.pipeline.keys.keyring import Keyring
     from privprep.schemas.errors import KeyringError
 
     ring = Keyring.load(sys.argv[2])

@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.config import load_config
-from privprep.pipeline.engine import PassResult, StreamingEngine, WriteResult, observers
-from privprep.pipeline.output_files import OutputFiles
-from privprep.pipeline.plan import Plan, build_plan
-from privprep.pipeline.progress import Progress
+from privprep.pipeline.configs.config import load_config
+from privprep.pipeline.engines.engine import PassResult, StreamingEngine, WriteResult, observers
+from privprep.pipeline.engines.plan import Plan, build_plan
+from privprep.pipeline.engines.progress import Progress
+from privprep.pipeline.files.output_files import OutputFiles
 from privprep.transforms import DpStats, Drop, Pseudonymize
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from privprep.pipeline.keyring import Keyring
-from privprep.pipeline.sample import write_sample
+from privprep.pipeline.files.sample import write_sample
+from privprep.pipeline.keys.keyring import Keyring
 
 from ..conftest import check_report_file, tree_digest
 
@@ -221,7 +221,7 @@ def test_the_plain_loop_of_the_same_algorithm_gives_the_same_model(run) -> None:
 
 
 def test_a_relative_config_path_puts_every_spend_of_a_site_in_one_ledger(tmp_path: Path, monkeypatch) -> None:
-    from privprep.pipeline.config import load_config
+    from privprep.pipeline.configs.config import load_config
     from privprep.pipeline.federated.sites import site_config
 
     write_config(tmp_path / "project")

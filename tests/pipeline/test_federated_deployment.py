@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from privprep.pipeline.cli import main
-from privprep.pipeline.sample import write_sample
+from privprep.pipeline.files.sample import write_sample
 
 from .test_federated import COLUMNS
 

@@ -13,7 +13,7 @@ import pytest
 
 from privprep.pipeline.federated.simulate import _split
 from privprep.pipeline.federated.split import assign_sites
-from privprep.pipeline.io import InputSource
+from privprep.pipeline.files.io import InputSource
 from privprep.schemas.errors import DataError
 
 

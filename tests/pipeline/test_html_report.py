@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.html_report import render
-from privprep.pipeline.plots import available
-from privprep.pipeline.progress import Progress, configure_logging
+from privprep.pipeline.engines.progress import Progress, configure_logging
+from privprep.pipeline.reports.html_report import render
+from privprep.pipeline.reports.plots import available
 from tests.schemas.test_report import decrypt_report, full_report
 
 needs_plots = pytest.mark.skipif(not available(), reason="plots need the report extra: pip install 'privprep[report]'")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from privprep.schemas.errors import KeyringError
 
 

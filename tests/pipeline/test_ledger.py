@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.ledger import FORMAT, Ledger, PlannedSpend
+from privprep.pipeline.budget.ledger import FORMAT, Ledger, PlannedSpend
 from privprep.schemas.errors import BudgetError
 from tests.conftest import small_table, tree_digest
 
@@ -73,7 +73,7 @@ def test_a_run_writes_releases_stats_and_the_ledger(workspace, cli) -> None:
 def test_a_second_run_over_budget_is_refused_before_reading_and_writes_nothing(workspace, cli, monkeypatch) -> None:
     assert cli("run", dp_config(workspace), "--quiet").code == 0
     before = tree_digest(workspace.root / "ledgers"), tree_digest(workspace.out)
-    from privprep.pipeline import io
+    from privprep.pipeline.files import io
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the input was read")
@@ -99,7 +99,7 @@ def test_dry_run_shows_the_budget_and_refuses_an_overspend(workspace, cli) -> No
 
 
 def test_a_run_that_fails_after_the_release_still_counts(workspace, cli, monkeypatch) -> None:
-    from privprep.pipeline import io
+    from privprep.pipeline.files import io
 
     def broken(*args, **kwargs):
         raise OSError("disk full")

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.engine import unread_columns
-from privprep.pipeline.overlap import WriteBehind, prefetch
+from privprep.pipeline.engines.engine import unread_columns
+from privprep.pipeline.engines.overlap import WriteBehind, prefetch
 from privprep.transforms import Drop, Mask, Pseudonymize
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from nacl.public import PrivateKey
 
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from privprep.schemas.errors import KeyringError
 from privprep.transforms.recipient import RecipientKey
 

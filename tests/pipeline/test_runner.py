@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from privprep.pipeline import api
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from privprep.schemas.stages import DpStatsParams, KAnonymityParams
 from privprep.transforms import Pseudonymize, registry
 from privprep.transforms.base import GlobalStage, ReleaseStage

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline import runtarget
-from privprep.pipeline.io import InputSource
-from privprep.pipeline.storage import ObjectPath, StoreOptions
+from privprep.pipeline.files import runtarget
+from privprep.pipeline.files.io import InputSource
+from privprep.pipeline.files.storage import ObjectPath, StoreOptions
 from tests.conftest import base_config, small_table
 
 moto_server = pytest.importorskip("moto.server", reason="moto is not installed (pip install 'privprep[dev]')")
@@ -68,7 +68,7 @@ def keys(bucket: str, prefix: str = "") -> list[str]:
 
 
 def write_config(tmp_path: Path, keyring: Path, input: str, output: str, **overrides: Any) -> Path:
-    from privprep.pipeline.keyring import Keyring
+    from privprep.pipeline.keys.keyring import Keyring
 
     if not keyring.exists():
         Keyring.create(keyring)
@@ -119,7 +119,7 @@ def manifest_of(bucket: str, prefix: str = "out") -> dict[str, Any] | None:
 
 KILLER = """
 import os, signal, sys
-from privprep.pipeline import runtarget
+from privprep.pipeline.files import runtarget
 from privprep.pipeline.cli import main
 real = runtarget.ObjectRunTarget._upload
 count = []
@@ -475,7 +475,7 @@ def test_globs_and_csv_objects_as_input(bucket: str, tmp_path: Path) -> None:
 
 
 def test_an_error_that_echoes_a_credential_is_scrubbed(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from privprep.pipeline import io
+    from privprep.pipeline.files import io
 
     assert SECRET not in io._short(OSError(f"AWS Error: signature for {SECRET} does not match"))
     assert "***" in io._short(OSError(f"AWS Error: signature for {SECRET} does not match"))

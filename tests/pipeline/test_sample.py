@@ -1,4 +1,4 @@
-"""Tests for privprep.pipeline.sample (synthetic patients table)."""
+"""Tests for privprep.pipeline.files.sample (synthetic patients table)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from privprep.pipeline.sample import generate_sample, write_sample
+from privprep.pipeline.files.sample import generate_sample, write_sample
 
 EXPECTED = [
     ("patient_id", pa.string()), ("name", pa.string()), ("email", pa.string()),
@@ -75,7 +75,7 @@ def test_rows_do_not_depend_on_requested_count() -> None:
 def test_independent_of_pythonhashseed() -> None:
     code = (
         "import sys, hashlib, pyarrow as pa\n"
-        "from privprep.pipeline.sample import generate_sample\n"
+        "from privprep.pipeline.files.sample import generate_sample\n"
         "t = generate_sample(300, seed=4).combine_chunks()\n"
         "sink = pa.BufferOutputStream()\n"
         "w = pa.ipc.new_stream(sink, t.schema); w.write_table(t); w.close()\n"

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline.plots import available
+from privprep.pipeline.reports.plots import available
 from tests.pipeline.test_attack import HIERARCHIES, QIS, population
 from tests.pipeline.test_html_report import browse, console_errors
 
@@ -24,7 +24,7 @@ BOUNDS = [0, 200_000]
 
 def write_config(root: Path, *, train: bool = False, seed: int | None = 3, dp: bool = True) -> Path:
     if train:
-        from privprep.pipeline.sample import write_sample
+        from privprep.pipeline.files.sample import write_sample
 
         write_sample(400, root, seed=1)
         data = root / "patients.parquet"
@@ -97,7 +97,7 @@ def test_the_epsilon_axis_measures_dp_errors_against_the_exact_values(swept: Pat
 
 
 def test_exact_values_match_pandas() -> None:
-    from privprep.pipeline.sweep_dp import exact_values
+    from privprep.pipeline.sweeps.sweep_dp import exact_values
     from privprep.transforms.dp import DpStats, SpendLog
 
     frame = population()
@@ -205,7 +205,7 @@ def test_chromium_renders_the_sweep_page_offline(swept: Path, tmp_path: Path) ->
 
 
 def test_one_first_pass_feeds_every_setting(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    from privprep.pipeline.engine import StreamingEngine
+    from privprep.pipeline.engines.engine import StreamingEngine
 
     calls: list[int] = []
     real = StreamingEngine.observe
@@ -233,8 +233,8 @@ def test_a_sweep_run_can_be_attacked_with_privprep_attack(swept: Path, cli) -> N
 
 @pytest.mark.skipif(not available(), reason="plots need the report extra: pip install 'privprep[report]'")
 def test_the_docs_figure_and_tables_come_from_a_sweep_document(swept: Path) -> None:
-    from privprep.pipeline.plots_sweep import overview
-    from privprep.pipeline.sweep_docs import markdown
+    from privprep.pipeline.reports.plots_sweep import overview
+    from privprep.pipeline.sweeps.sweep_docs import markdown
 
     doc = json.loads((swept / "sweep" / "sweep.json").read_text())
     svg = overview(doc)
@@ -242,4 +242,4 @@ def test_the_docs_figure_and_tables_come_from_a_sweep_document(swept: Path) -> N
     table = markdown(doc)
     assert table.count("\n| 20 |") == 1 and "| raw input |" in table and "| 0.1 |" in table
     committed = (Path(__file__).resolve().parents[2] / "docs" / "choosing-k-epsilon.svg").read_text()
-    assert 'id="sweep-overview-' in committed  # drawn by python -m privprep.pipeline.sweep_docs, not by hand
+    assert 'id="sweep-overview-' in committed  # drawn by python -m privprep.pipeline.sweeps.sweep_docs, not by hand

@@ -65,7 +65,7 @@ def forkserver() -> Any:
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["privprep.pipeline.cli", "privprep.pipeline.runner", "privprep.pipeline.ledger",
+    context.set_forkserver_preload(["privprep.pipeline.cli", "privprep.pipeline.engines.runner", "privprep.pipeline.budget.ledger",
                                     "privprep.transforms.dp", "diffprivlib", "tests.reliability.support"])
     return context
 
@@ -90,7 +90,7 @@ def spend_until_refused(name: str, base: str, start: float, step: float, limit: 
     ``start`` until refused, sending each confirmed count through ``confirm``."""
     import time
 
-    from privprep.pipeline.ledger import Ledger, resolve_ledger_path
+    from privprep.pipeline.budget.ledger import Ledger, resolve_ledger_path
     from privprep.schemas.errors import BudgetError
 
     ledger = Ledger(resolve_ledger_path(name, Path(base)), epsilon=limit, fingerprint="sha256:x")

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from tests.conftest import small_table, tree_digest
 from tests.reliability.support import assert_clean_failure, tally
 

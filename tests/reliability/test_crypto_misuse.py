@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privprep.pipeline.keyring import Keyring
+from privprep.pipeline.keys.keyring import Keyring
 from tests.conftest import small_table
 from tests.reliability.support import assert_clean_failure, tally
 

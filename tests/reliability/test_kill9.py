@@ -23,7 +23,7 @@ from tests.reliability.support import patients, tally
 ZYGOTE = textwrap.dedent('''
     import json, os, signal, sys, time
     from privprep.pipeline.cli import main
-    import privprep.pipeline.runner, privprep.transforms.k_anonymity, privprep.transforms.dp  # warm imports only
+    import privprep.pipeline.engines.runner, privprep.transforms.k_anonymity, privprep.transforms.dp  # warm imports only
     print("ready", flush=True)
     for line in sys.stdin:
         order = json.loads(line)
@@ -143,7 +143,7 @@ def test_kill_9_at_random_points_leaves_nothing_partial(workspace, tmp_path: Pat
 
 def test_leftovers_of_a_live_run_are_not_removed(tmp_path: Path) -> None:
     """The next run removes only the temporary directories that no live run holds."""
-    from privprep.pipeline.rundir import RunDirectory, clean_leftovers
+    from privprep.pipeline.files.rundir import RunDirectory, clean_leftovers
 
     target = tmp_path / "out"
     stale = tmp_path / ".out.privprep-tmp-deadbeef"
@@ -156,7 +156,7 @@ def test_leftovers_of_a_live_run_are_not_removed(tmp_path: Path) -> None:
 
 @pytest.mark.report_unchecked
 def test_an_earlier_run_set_aside_by_a_killed_commit_is_put_back(tmp_path: Path) -> None:
-    from privprep.pipeline.rundir import clean_leftovers
+    from privprep.pipeline.files.rundir import clean_leftovers
 
     aside = tmp_path / ".out.privprep-old-0123abcd"
     aside.mkdir()

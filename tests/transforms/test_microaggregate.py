@@ -80,7 +80,7 @@ def test_run_and_dask_engine_give_the_same_output(tmp_path: Path) -> None:
     from tests.pipeline.test_dask_engine import config
 
     from privprep.pipeline import api
-    from privprep.pipeline.sample import generate_sample
+    from privprep.pipeline.files.sample import generate_sample
 
     data = tmp_path / "in"
     data.mkdir()

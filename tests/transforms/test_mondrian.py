@@ -74,7 +74,7 @@ def test_dask_engine_gives_the_same_output(tmp_path: Path) -> None:
     from tests.pipeline.test_dask_engine import config  # the sample pipeline over several partitions
 
     from privprep.pipeline import api
-    from privprep.pipeline.sample import generate_sample
+    from privprep.pipeline.files.sample import generate_sample
 
     data = tmp_path / "in"
     data.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from privprep.pipeline.ledger import Ledger
+from privprep.pipeline.budget.ledger import Ledger
 from privprep.schemas.errors import BudgetError
 from privprep.transforms.dp import SpendLog
 from privprep.transforms.privacy_account import PlannedSpend, PrivacyAccount

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from privprep.pipeline.ledger import Ledger
+from privprep.pipeline.budget.ledger import Ledger
 from privprep.schemas.errors import BudgetError, ConfigError, DataError
 from privprep.transforms import registry
 from privprep.transforms.dp import SpendLog

@@ -89,7 +89,7 @@ def test_a_cli_run_trains_at_the_level_of_people_on_the_pseudonymized_unit(torch
     import yaml
     from opacus.accountants import RDPAccountant
 
-    from privprep.pipeline.keyring import Keyring
+    from privprep.pipeline.keys.keyring import Keyring
     from tests.transforms.test_train import DIGITS
 
     rows, each = 300, 3

@@ -1,7 +1,7 @@
 """What a release spends from: a :class:`~privprep.transforms.privacy_account.PrivacyAccount` (``check``,
 ``spend``, ``remaining``) that records the spend (and refuses it when over budget) before it returns.
 
-In a pipeline run that is the persistent ledger of :mod:`privprep.pipeline.ledger`. For ETL code,
+In a pipeline run that is the persistent ledger of :mod:`privprep.pipeline.budget.ledger`. For ETL code,
 :class:`SpendLog` keeps the spends of one process in memory.
 
 >>> log = SpendLog(epsilon=1.0)

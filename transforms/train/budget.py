@@ -1,5 +1,5 @@
 """What training spends from: a :class:`~privprep.transforms.privacy_account.PrivacyAccount`, i.e. the
-run's ledger scope, a :class:`~privprep.pipeline.ledger.Ledger`, or an in-memory
+run's ledger scope, a :class:`~privprep.pipeline.budget.ledger.Ledger`, or an in-memory
 :class:`~privprep.transforms.dp.SpendLog` for ETL code.
 
 The stage checks the target (ε, δ) against the account *before* training (nothing is computed when it

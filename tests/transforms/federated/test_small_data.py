@@ -12,7 +12,7 @@ import pytest
 
 from privprep.pipeline.federated.simulate import federated_settings
 from privprep.pipeline.federated.split import assign_sites
-from privprep.pipeline.sample import generate_sample
+from privprep.pipeline.files.sample import generate_sample
 from privprep.transforms.federated.settings import SiteData
 from privprep.transforms.train.data import default_delta, examples_from_table, holdout_split
 

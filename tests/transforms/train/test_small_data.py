@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from privprep.pipeline.sample import generate_sample
+from privprep.pipeline.files.sample import generate_sample
 from privprep.transforms.dp import SpendLog
 from privprep.transforms.train import Train
 

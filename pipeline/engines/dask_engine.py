@@ -39,10 +39,10 @@ import pandas as pd
 from privprep.schemas.errors import NotAvailableError, UsageError
 from privprep.transforms.base import GlobalStage, ReleaseStage, RowStage, Stage
 
-from .column_encryption import ColumnEncryption
 from .engine import Observer, PassResult, StageTally, WriteResult
-from .io import InputSource, Piece, WriterSpec
-from .output_files import OutputFiles
+from ..files.io import InputSource, Piece, WriterSpec
+from ..files.output_files import OutputFiles
+from ..keys.column_encryption import ColumnEncryption
 from .plan import Plan
 from .progress import Progress
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from privprep.schemas.report import validate_report
 
-from .fsutil import write_text_atomic
+from ..files.fsutil import write_text_atomic
 
 if TYPE_CHECKING:  # the plan's modules import much; a report only reads it
-    from .plan import Plan
+    from ..engines.plan import Plan
 
 REPORT_VERSION = 1
 

@@ -23,12 +23,12 @@ from privprep.transforms.base import (
     STAGE_BASES, GlobalStage, MapStage, ObservingStage, ReleaseStage, RowStage, SinkStage, Stage, StageContext,
 )
 
-from .config import LoadedConfig
-from .io import InputSource, WriterSpec
-from .keyring import ENV_VAR, Keyring
-from .ledger import Ledger, PlannedSpend, open_ledger
-from .rundir import check_no_overlap
-from .storage import StoreOptions
+from ..budget.ledger import Ledger, PlannedSpend, open_ledger
+from ..configs.config import LoadedConfig
+from ..files.io import InputSource, WriterSpec
+from ..files.rundir import check_no_overlap
+from ..files.storage import StoreOptions
+from ..keys.keyring import ENV_VAR, Keyring
 
 log = logging.getLogger(__name__)
 

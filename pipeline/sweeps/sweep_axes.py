@@ -17,14 +17,14 @@ from privprep.schemas.errors import PrivacyError
 from privprep.transforms import registry
 from privprep.transforms.base import Stage, StageContext
 
-from .attack import KEYED, generalize_auxiliary
-from .engine import Observer, StreamingEngine, observers
-from .linkage import link, linked_rows
-from .plan import Plan
-from .progress import Progress
-from .report import build_report, privprep_version, write_report
-from .rundir import RunDirectory
-from .runner import _stage_entry
+from ..engines.engine import Observer, StreamingEngine, observers
+from ..engines.plan import Plan
+from ..engines.progress import Progress
+from ..engines.runner import _stage_entry
+from ..files.rundir import RunDirectory
+from ..reports.report import build_report, privprep_version, write_report
+from ..risk.attack import KEYED, generalize_auxiliary
+from ..risk.linkage import link, linked_rows
 from .sweep_dp import exact_values, release_errors, summarize
 
 ATTACK_KEYS = ("auxiliary_records", "linked", "unlinked", "linked_uniquely", "reidentified_correctly", "reidentification_rate",
@@ -128,7 +128,7 @@ class Sweep:
         name = f"k-{k}" if k is not None else "base"
         loaded = dataclasses.replace(plan.loaded, output=self.work / "runs" / name)
         run_plan = dataclasses.replace(plan, loaded=loaded, stages=stages, ledger=None, spends=[])
-        from .output_files import OutputFiles
+        from ..files.output_files import OutputFiles
 
         outputs = OutputFiles.for_plan(run_plan)
         seconds: dict[int, float] = {i: 0.0 for i in range(len(stages))}
@@ -158,7 +158,7 @@ class Sweep:
 
     def _attack(self, run_dir: Path) -> dict[str, Any] | None:
         """The linkage attack with the run's input as auxiliary table, truth the row index."""
-        from .attack import read_released, read_run_report
+        from ..risk.attack import read_released, read_run_report
 
         on = self.attack_on()
         if not on:
@@ -184,8 +184,8 @@ class Sweep:
 
     def _attack_boxes(self, released: pa.Table, report: dict[str, Any], on: list[str]) -> dict[str, Any]:
         """The attack on a Mondrian run: raw input values matched against the released boxes."""
-        from .attack import box_columns
-        from .linkage_boxes import link_boxes
+        from ..risk.attack import box_columns
+        from ..risk.linkage_boxes import link_boxes
 
         columns = box_columns(self._aux, report, self.plan.loaded, on)
         rows = np.arange(self._aux.num_rows, dtype=np.int64)

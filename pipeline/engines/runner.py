@@ -23,14 +23,14 @@ from privprep.schemas.config import stage_path
 from privprep.schemas.errors import BudgetError
 from privprep.transforms.base import GlobalStage, SinkStage, Stage
 
-from .fsutil import write_text_atomic
+from ..budget.ledger import LedgerScope
 from .engine import Engine, PassResult, StreamingEngine, WriteResult, observers
-from .ledger import LedgerScope
-from .output_files import OutputFiles
+from ..files.fsutil import write_text_atomic
+from ..files.output_files import OutputFiles
+from ..files.runtarget import run_target
 from .plan import Plan
 from .progress import Progress
-from .report import build_report, write_report
-from .runtarget import run_target
+from ..reports.report import build_report, write_report
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The docs page "choosing k and ε" from a real sweep on the bundled sample:
-``python -m privprep.pipeline.sweep_docs`` runs ``privprep sweep`` on ``sample_data/pipeline.yaml``
+``python -m privprep.pipeline.sweeps.sweep_docs`` runs ``privprep sweep`` on ``sample_data/pipeline.yaml``
 (in a temporary folder, with a fresh keyring, a scratch output and seeded noise so the page can be
 regenerated), writes the plot to ``docs/choosing-k-epsilon.svg`` and prints the tables in Markdown.
 
@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_data" / "pipeline.yaml"
 
 
 def sample_config(folder: Path, seed: int | None) -> Path:
     """The sample config with absolute paths, a fresh keyring and a scratch output under ``folder``."""
-    from .keyring import Keyring
+    from ..keys.keyring import Keyring
 
     document = yaml.safe_load(SAMPLE.read_text(encoding="utf-8"))
     base = SAMPLE.parent
@@ -75,15 +75,15 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m privprep.pipeline.sweep_docs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m privprep.pipeline.sweeps.sweep_docs", description=__doc__.splitlines()[0])
     parser.add_argument("--k", default="2,5,10,20")
     parser.add_argument("--epsilon", default="0.1,0.5,1,3")
     parser.add_argument("--seed", type=int, default=0, help="seed of the DP noise and training (reproducible docs); -1: none")
     parser.add_argument("--svg", type=Path, default=REPO / "docs" / "choosing-k-epsilon.svg")
     parser.add_argument("--json", type=Path, default=None, help="also keep sweep.json here")
     args = parser.parse_args(argv)
-    from .plots_sweep import overview
-    from .progress import configure_logging
+    from ..reports.plots_sweep import overview
+    from ..engines.progress import configure_logging
     from .sweep import parse_values, run_sweep
 
     configure_logging(quiet=True)

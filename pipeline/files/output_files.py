@@ -21,11 +21,11 @@ import pyarrow as pa
 
 from privprep.transforms.base import Stage
 
-from .column_encryption import ColumnEncryption, for_output
 from .io import PartWriter, WriterSpec
+from ..keys.column_encryption import ColumnEncryption, for_output
 
 if TYPE_CHECKING:  # plan imports what imports this module
-    from .plan import Plan
+    from ..engines.plan import Plan
 
 
 @dataclass

@@ -24,7 +24,7 @@ from privprep.schemas.errors import InputError
 from privprep.schemas.report import validate_report
 
 from . import plots as P
-from .fsutil import write_text_atomic
+from ..files.fsutil import write_text_atomic
 from .html_attack import attack_section
 from .html_parts import PLOTS_HINT, esc
 from .html_parts import DP_TABLE_ROWS, KIND_TEXT, cards, code, grid, names, num, pct, raw, table  # noqa: F401 (their old home)
@@ -42,8 +42,8 @@ def write_html(run_dir: Path, report: dict[str, Any]) -> Path:
 def rebuild(run_dir: str | Path) -> Path:
     """``privprep report RUN_DIR``: (re)build ``report.html`` from the run's ``report.json``.
     A run in an object store (``s3://...``) is read through its manifest, and its manifest rewritten."""
-    from .runtarget import open_run, update_run
-    from .storage import ObjectPath, location
+    from ..files.runtarget import open_run, update_run
+    from ..files.storage import ObjectPath, location
 
     where = location(run_dir)
     if isinstance(where, ObjectPath):

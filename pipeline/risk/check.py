@@ -32,7 +32,7 @@ from privprep.transforms.ciphertext import FORMAT_TOKEN, split_by_header
 from privprep.transforms.hierarchies import Hierarchy
 from privprep.transforms.protected import Protection
 
-from .io import InputSource
+from ..files.io import InputSource
 
 log = logging.getLogger(__name__)
 

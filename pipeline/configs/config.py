@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from privprep.schemas.config import PipelineConfig, check_references, format_validation_error
 from privprep.schemas.errors import ConfigError
 
-from .keyring import ENV_VAR, keyring_path
-from .storage import AnyPath, StoreOptions, is_uri, local_path, location
+from ..files.storage import AnyPath, StoreOptions, is_uri, local_path, location
+from ..keys.keyring import ENV_VAR, keyring_path
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ from privprep.transforms import registry
 from privprep.transforms.base import StageContext
 from privprep.transforms.hierarchies import TOP, Hierarchy, build_hierarchy
 
-from .config import LoadedConfig, load_config
-from .io import InputSource
-from .runtarget import open_run, update_run
-from .storage import is_uri, location
+from ..configs.config import LoadedConfig, load_config
+from ..files.io import InputSource
+from ..files.runtarget import open_run, update_run
+from ..files.storage import is_uri, location
 from .linkage import link
 from .linkage_boxes import Column, HierarchyColumn, IntervalColumn, link_boxes
 
@@ -327,7 +327,7 @@ def format_text(result: dict[str, Any]) -> str:
 def record(run_dir: str | Path, result: dict[str, Any]) -> Path:
     """Add ``result`` as the ``attack`` entry of the run's ``report.json`` and rebuild ``report.html``
     (each rewritten atomically: a temporary file renamed into place)."""
-    from .report import write_report
+    from ..reports.report import write_report
 
     if is_uri(run_dir):  # rewrite report.json and report.html of the committed run, then its manifest
         with open_run(run_dir) as local:

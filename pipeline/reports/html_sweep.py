@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots as P
-from .fsutil import write_text_atomic
+from ..files.fsutil import write_text_atomic
 from .html_parts import PLOTS_HINT, cards, code, esc, grid, num, pct
 from .html_style import CSS
 

@@ -34,13 +34,13 @@ import numpy as np
 
 from privprep.schemas.errors import OutputError, UsageError
 
-from .config import LoadedConfig, load_config
-from .fsutil import write_text_atomic
-from .io import InputSource
-from .plan import build_plan
-from .progress import Progress
-from .rundir import check_no_overlap
-from .storage import require_local
+from ..configs.config import LoadedConfig, load_config
+from ..engines.plan import build_plan
+from ..engines.progress import Progress
+from ..files.fsutil import write_text_atomic
+from ..files.io import InputSource
+from ..files.rundir import check_no_overlap
+from ..files.storage import require_local
 from .sweep_axes import Sweep
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def run_sweep(
         document = Sweep(plan, work, progress).run(ks, epsilons, target_accuracy, max_error)
         document["seconds"] = round(time.perf_counter() - started, 3)
         write_text_atomic(work / MARKER, json.dumps(document, indent=2) + "\n")
-        from .html_sweep import write_sweep_html
+        from ..reports.html_sweep import write_sweep_html
 
         write_sweep_html(work, document)
         (work / "scratch-ledger.json.lock").unlink(missing_ok=True)

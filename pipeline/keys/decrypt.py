@@ -10,7 +10,7 @@ carried and is left out (a warning, and ``omitted_columns`` in the report). Ever
 before anything is written; a missing key is one line naming the column and key id (exit 2).
 
 >>> import tempfile, pathlib
->>> from privprep.pipeline.keyring import Keyring
+>>> from privprep.pipeline.keys.keyring import Keyring
 >>> from privprep.transforms import Encrypt
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> ring = Keyring.create(folder / "k.keyring")
@@ -44,12 +44,12 @@ from privprep.transforms.recipient import SEALED_KEY_PREFIX
 from privprep.transforms.tokenize import detokenize_column
 
 from .column_encryption import METADATA_KEY, ColumnEncryption, EncryptedFile, open_file
+from ..engines.progress import Progress
+from ..files.rundir import MARKER
+from ..files.runtarget import check_run_output, open_run, run_target
+from ..files.storage import StoreOptions, is_uri, location
 from .keyring import Keyring
-from .progress import Progress
-from .report import REPORT_VERSION, privprep_version, write_report
-from .rundir import MARKER
-from .runtarget import check_run_output, open_run, run_target
-from .storage import StoreOptions, is_uri, location
+from ..reports.report import REPORT_VERSION, privprep_version, write_report
 
 log = logging.getLogger(__name__)
 

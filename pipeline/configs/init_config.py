@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from privprep.schemas.errors import UsageError
 
-from .io import InputSource
+from ..files.io import InputSource
 
 ROLES = ("identifier", "quasi_identifier", "sensitive", "insensitive")
 # Name tokens (lower case, split on non-letters and camelCase) that suggest a role; the first role that matches wins.

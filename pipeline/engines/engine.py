@@ -6,7 +6,7 @@ An engine gets the plan's stage objects and calls only their public interface (`
 (:class:`PassResult`, :class:`WriteResult`); the runner adds the figures up.
 
 * :class:`StreamingEngine` (default): one process, the input read a piece at a time in order.
-* :class:`~privprep.pipeline.dask_engine.DaskEngine`: pieces are Dask partitions; see that module.
+* :class:`~privprep.pipeline.engines.dask_engine.DaskEngine`: pieces are Dask partitions; see that module.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pyarrow as pa
 from privprep.transforms.base import MapStage, ObservingStage, ReleaseStage, RowStage, SinkStage, Stage, Transforming
 from privprep.transforms.drop import Drop
 
+from ..files.output_files import OutputFiles
 from .overlap import WriteBehind, prefetch
-from .output_files import OutputFiles
 from .plan import Plan
 from .progress import Progress
 

@@ -44,8 +44,8 @@ from privprep.schemas.config import stage_path
 from privprep.schemas.errors import BudgetError, ConfigError
 from privprep.transforms.privacy_account import PlannedSpend, Remaining
 
-from .fsutil import write_text_atomic
-from .storage import ObjectPath
+from ..files.fsutil import write_text_atomic
+from ..files.storage import ObjectPath
 
 try:  # POSIX; elsewhere spends are still atomic, only not serialized between processes
     import fcntl

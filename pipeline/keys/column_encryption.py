@@ -13,7 +13,7 @@ column keys against the keyring *before* touching a column (pyarrow aborts, rath
 the metadata of a column whose key is missing is inspected) and refuses the rest with one clear line.
 
 >>> import tempfile, pathlib, pyarrow as pa
->>> from privprep.pipeline.keyring import Keyring
+>>> from privprep.pipeline.keys.keyring import Keyring
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> ring = Keyring.create(folder / "k.keyring", purpose="encrypt", key_id="footer")
 >>> _ = ring.add("encrypt", key_id="col-key"); ring.save()

@@ -28,8 +28,8 @@ from privprep.schemas.errors import KeyringError
 from privprep.schemas.keyring import ALGORITHMS, SYMMETRIC_PURPOSES, KeyEntry, KeyringFile, PublicKeyFile, SecretKey
 from privprep.schemas.suggest import did_you_mean
 
-from .fsutil import write_text_atomic
-from .storage import is_uri
+from ..files.fsutil import write_text_atomic
+from ..files.storage import is_uri
 
 log = logging.getLogger(__name__)
 ENV_VAR = "PRIVPREP_KEYRING"

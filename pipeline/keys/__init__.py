@@ -1,0 +1,1 @@
+"""Keys: keyring files, Parquet column encryption with keyring-backed keys, authorized decryption."""
