@@ -196,3 +196,14 @@ def _reports_match_schema(request: pytest.FixtureRequest) -> Any:
     for path in sorted(root.rglob("report.json")):
         if not any(part.startswith(".") for part in path.relative_to(root).parts):  # not inside a hidden temp dir
             check_report_file(path)
+
+
+@pytest.fixture
+def torch() -> Any:
+    """torch (and opacus) or a skip; one intra-op thread while the test runs (two were 20-35x slower here)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("opacus")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)

@@ -151,16 +151,6 @@ def test_split_refuses_too_few_rows() -> None:
 # -- a local DP-SGD round ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("opacus")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(before)
-
-
 def _digits(rows: int, seed: int = 0):
     from sklearn.datasets import load_digits
 

@@ -26,16 +26,6 @@ from privprep.transforms.train.card import model_card_keys
 DIGITS = list(range(10))
 
 
-@pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("opacus")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(before)
-
-
 def digits_table(rows: int, *, classes: int = 10, seed: int = 0) -> pa.Table:
     """Rows of scikit-learn's 8×8 digits (pixels 0..16) of the first ``classes`` classes, shuffled."""
     from sklearn.datasets import load_digits

@@ -15,16 +15,6 @@ from privprep.transforms.train.user_level import holdout_people, people_codes
 from tests.transforms.test_train import digits_table, stage
 
 
-@pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("opacus")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(before)
-
-
 def with_people(table: pa.Table, rows_each: int) -> pa.Table:
     return table.append_column("pid", pa.array([f"u{i // rows_each}" for i in range(table.num_rows)]))
 

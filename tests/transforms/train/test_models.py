@@ -19,16 +19,6 @@ DIGITS = list(range(10))
 
 
 @pytest.fixture
-def torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("opacus")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def kymatio():
     return pytest.importorskip("kymatio")
 
