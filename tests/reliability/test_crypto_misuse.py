@@ -4,7 +4,7 @@ recipient mode, a token put where a ciphertext belongs, a tampered sealed data k
 and substituted keyrings. Each is refused with one line naming the column (and the key id where the
 value names one), exit 1 or 2, nothing written; never garbage output. Transform-level checks of the
 same properties are in tests/transforms/test_encrypt.py and test_tokenize.py; the recipient producer
-read-back in tests/pipeline/test_encryption_security.py."""
+read-back in tests/pipeline/keys/test_encryption_security.py."""
 
 from __future__ import annotations
 

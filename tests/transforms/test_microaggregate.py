@@ -77,7 +77,7 @@ def test_fails_closed() -> None:
 def test_run_and_dask_engine_give_the_same_output(tmp_path: Path) -> None:
     pytest.importorskip("dask")
     pytest.importorskip("distributed")
-    from tests.pipeline.test_dask_engine import config
+    from tests.pipeline.engines.test_dask_engine import config
 
     from privprep.pipeline import api
     from privprep.pipeline.files.sample import generate_sample

@@ -71,7 +71,7 @@ def test_a_nested_column_is_a_one_line_data_error() -> None:
 def test_dask_engine_gives_the_same_output(tmp_path: Path) -> None:
     pytest.importorskip("dask")
     pytest.importorskip("distributed")
-    from tests.pipeline.test_dask_engine import config  # the sample pipeline over several partitions
+    from tests.pipeline.engines.test_dask_engine import config  # the sample pipeline over several partitions
 
     from privprep.pipeline import api
     from privprep.pipeline.files.sample import generate_sample

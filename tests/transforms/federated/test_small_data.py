@@ -1,7 +1,7 @@
 """``federate simulate``'s defaults on small sites: the 4,000 sample rows over 3 sites (iid), 3 rounds,
 only ``target_epsilon: 8`` given, no pixel bounds. Issue #21 measured 16.9% global accuracy; the
 requirement is at least 60%. Run with the plain loop that the Flower apps are checked against (same
-weights, tests/pipeline/test_federated.py) and the settings ``federate simulate`` chooses."""
+weights, tests/pipeline/federated/test_federated.py) and the settings ``federate simulate`` chooses."""
 
 from __future__ import annotations
 

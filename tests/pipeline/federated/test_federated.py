@@ -19,7 +19,7 @@ import yaml
 from privprep.pipeline.files.sample import write_sample
 from privprep.pipeline.keys.keyring import Keyring
 
-from ..conftest import check_report_file, tree_digest
+from tests.conftest import check_report_file, tree_digest
 
 HAS_FLOWER = all(importlib.util.find_spec(m) is not None for m in ("flwr", "ray", "torch", "opacus"))
 ROUNDS, SITES, TARGET = 3, 3, 3.0

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from privprep.pipeline.reports.plots import available
-from tests.pipeline.test_attack import HIERARCHIES, QIS, population
-from tests.pipeline.test_html_report import browse, console_errors
+from tests.pipeline.risk.test_attack import HIERARCHIES, QIS, population
+from tests.pipeline.reports.test_html_report import browse, console_errors
 
 BOUNDS = [0, 200_000]
 
@@ -28,7 +28,7 @@ def write_config(root: Path, *, train: bool = False, seed: int | None = 3, dp: b
 
         write_sample(400, root, seed=1)
         data = root / "patients.parquet"
-        columns = yaml.safe_load((Path(__file__).resolve().parents[2] / "sample_data" / "pipeline.yaml").read_text())["columns"]
+        columns = yaml.safe_load((Path(__file__).resolve().parents[3] / "sample_data" / "pipeline.yaml").read_text())["columns"]
         stages = [{"drop": {"columns": ["patient_id", "name", "email", "phone", "national_id", "diagnosis", "income"]}},
                   {"train": {"model": "cnn", "image": "image", "label": "label", "target_epsilon": 1.0, "epochs": 2,
                              "batch_size": 64, "seed": 0}}]
@@ -241,5 +241,5 @@ def test_the_docs_figure_and_tables_come_from_a_sweep_document(swept: Path) -> N
     assert svg is not None and svg.startswith("<svg") and 'id="sweep-overview-' in svg
     table = markdown(doc)
     assert table.count("\n| 20 |") == 1 and "| raw input |" in table and "| 0.1 |" in table
-    committed = (Path(__file__).resolve().parents[2] / "docs" / "choosing-k-epsilon.svg").read_text()
+    committed = (Path(__file__).resolve().parents[3] / "docs" / "choosing-k-epsilon.svg").read_text()
     assert 'id="sweep-overview-' in committed  # drawn by python -m privprep.pipeline.sweeps.sweep_docs, not by hand

@@ -25,7 +25,7 @@ from privprep.pipeline.keys.decrypt import decrypt_run  # noqa: E402
 from privprep.pipeline.keys.keyring import Keyring  # noqa: E402
 from privprep.transforms.recipient import SEALED_KEY_PREFIX  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+SAMPLE = Path(__file__).resolve().parents[3] / "sample_data"
 ENCRYPTED = ("diagnosis",)
 
 

@@ -19,7 +19,7 @@ from privprep.transforms import registry
 from privprep.transforms.base import MapStage, ReleaseStage, Stage, StageContext
 from tests.conftest import small_table, tree_digest
 
-SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.json"
+SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.json"
 
 
 class UpperParams(StageParams):

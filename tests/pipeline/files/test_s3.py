@@ -344,7 +344,7 @@ def test_storage_options_in_the_config_name_the_endpoint(bucket: str, s3_endpoin
 
 
 def test_attack_on_a_run_in_a_bucket_matches_the_local_run(bucket: str, tmp_path: Path, cli: Any) -> None:
-    from tests.pipeline.test_attack import HIERARCHIES, population
+    from tests.pipeline.risk.test_attack import HIERARCHIES, population
 
     frame = population(300)
     data = tmp_path / "population.parquet"
@@ -404,7 +404,7 @@ def test_the_bundled_sample_pipeline_end_to_end_on_s3(bucket: str, tmp_path: Pat
     the bucket, then decrypt from it: the same records as the same pipeline on local folders."""
     import shutil
 
-    root = Path(__file__).resolve().parents[2] / "sample_data"
+    root = Path(__file__).resolve().parents[3] / "sample_data"
     shutil.copytree(root / "hierarchies", tmp_path / "hierarchies")
     pq.write_table(pq.read_table(root / "patients.parquet"), ObjectPath.from_uri(f"s3://{bucket}/patients/p.parquet").path,
                    filesystem=fs())

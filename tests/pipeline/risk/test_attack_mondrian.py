@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from privprep.pipeline.risk.linkage_boxes import HierarchyColumn, IntervalColumn, link_boxes
-from tests.pipeline.test_attack import QIS, population
+from tests.pipeline.risk.test_attack import QIS, population
 
 HIERARCHIES = {"zip": {"mask": {}}, "sex": {"map": {"F": ["*"], "M": ["*"]}}}  # age is numeric: cut into ranges
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from privprep.pipeline.keys.keyring import Keyring
-from tests.pipeline.test_decrypt import assert_clean_failure
+from tests.pipeline.keys.test_decrypt import assert_clean_failure
 
 CANARIES = {
     "patient_id": "CANARY-TOKENIZED-7f3a9c21",

@@ -161,7 +161,7 @@ def test_a_damaged_ledger_is_refused_and_left_alone(workspace, cli) -> None:
 
 def test_a_stage_that_records_no_spend_is_charged_by_the_runner(workspace, cli, monkeypatch) -> None:
     from privprep.transforms import registry
-    from tests.pipeline.test_runner import _CountRelease
+    from tests.pipeline.engines.test_runner import _CountRelease
 
     monkeypatch.setitem(registry._STAGES, "dp_stats", _CountRelease)
     assert cli("run", dp_config(workspace), "--quiet").code == 0
