@@ -260,7 +260,10 @@ def bench_speed(args: argparse.Namespace, device: Any) -> None:
     from opacus import PrivacyEngine
 
     from privprep.transforms.train.dpsgd import _pass_through, _Rows, fresh_model
+    from privprep.transforms.train.ghost_conv import register
     from privprep.transforms.train.model import ScatterNet, trainable
+
+    register()  # as train_dp does
 
     print(f"\nstep time, median of {args.repeats} interleaved steps (non-private and DP-SGD alternate); "
           "ScatterNet models: the head on precomputed features")

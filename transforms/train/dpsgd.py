@@ -190,6 +190,9 @@ def train_dp(
     """
     from opacus import PrivacyEngine
 
+    from .ghost_conv import register
+
+    register()  # the conv layers' per-example norms under ghost clipping
     started = time.perf_counter()
     where = pick_device(device)
     mode = settings.grad_sample_mode or default_grad_sample_mode(settings.model)

@@ -1,0 +1,72 @@
+"""The conv norm sampler for ghost clipping against a per-example autograd loop (tiny batches)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+
+
+def _per_example(torch: Any, model: Any, x: Any, y: Any) -> list[list[Any]]:
+    """Each example's gradient of every parameter, by plain autograd, one example at a time."""
+    out = []
+    for i in range(len(x)):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        out.append([p.grad.detach().clone() for p in model.parameters()])
+    return out
+
+
+@pytest.mark.parametrize("options", [{"padding": 1}, {"stride": 2, "padding": 2, "dilation": 2}, {"bias": False}, {"groups": 2}])
+def test_conv2d_norm_sample_is_the_per_example_gradient_norm(torch: Any, options: dict[str, Any]) -> None:
+    from privprep.transforms.train.ghost_conv import conv2d_norm_sample
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 6, kernel_size=3, **options)
+    x = torch.randn(5, 4, 9, 9)
+    weights = torch.randn(5, 6, 1, 1)
+    expected = []
+    backs = []
+    for i in range(len(x)):
+        o = conv(x[i:i + 1])
+        loss = torch.nn.functional.cross_entropy((o * weights[i:i + 1]).sum(dim=(2, 3))[:, :2], torch.zeros(1, dtype=torch.long))
+        g_out, *g_params = torch.autograd.grad(loss, [o, *conv.parameters()])
+        backs.append(g_out[0])
+        expected.append([g.norm() for g in g_params])
+    got = conv2d_norm_sample(conv, [x.detach()], torch.stack(backs))
+    for k, param in enumerate(conv.parameters()):
+        assert torch.allclose(got[param], torch.stack([e[k] for e in expected]), rtol=1e-4, atol=1e-6)
+
+
+def test_ghost_step_equals_the_clipped_per_example_sum(torch: Any) -> None:
+    """One ghost-clipping step without noise moves the weights by the mean of per-example gradients clipped to C."""
+    from opacus import PrivacyEngine
+
+    from privprep.transforms.train.dpsgd import _pass_through, _Rows
+    from privprep.transforms.train.ghost_conv import register
+
+    register()
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.GroupNorm(1, 2, affine=False), torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Tanh(),
+                                torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.randn(6, 2, 6, 6), torch.tensor([0, 1, 2, 0, 1, 2])
+    clip = 0.05
+    grads = _per_example(torch, model, x, y)
+    before = [p.detach().clone() for p in model.parameters()]
+    factors = [min(1.0, clip / (float(torch.sqrt(sum((g ** 2).sum() for g in gs))) + 1e-6)) for gs in grads]
+    assert max(factors) < 1.0  # every example is clipped
+    expected = [b - sum(f * gs[k] for f, gs in zip(factors, grads)) / len(x) for k, b in enumerate(before)]
+    loader = torch.utils.data.DataLoader(_Rows(x, y), batch_size=len(x), collate_fn=_pass_through)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        private, optimizer, criterion, _ = PrivacyEngine().make_private(
+            module=model, optimizer=torch.optim.SGD(model.parameters(), lr=1.0), data_loader=loader,
+            criterion=torch.nn.CrossEntropyLoss(), noise_multiplier=0.0, max_grad_norm=clip, poisson_sampling=False,
+            grad_sample_mode="ghost",
+        )
+        optimizer.zero_grad()
+        criterion(private(x), y).backward()
+        optimizer.step()
+    for got, want in zip(model.parameters(), expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
