@@ -50,8 +50,39 @@ def _refuse_nested(schema: pa.Schema, columns: list[str]) -> None:
                             "booleans and dates (flatten or cast the column first)")
 
 
+class TupleCountingStage(GlobalStage):
+    """The first pass of a k_anonymity stage (full-domain or Mondrian): it counts the distinct tuples of
+    its quasi-identifiers and sensitive columns, over batches and partitions; quasi-identifiers come out
+    as strings. Subclasses set ``quasi_identifiers``, ``sensitive`` and ``_counter``."""
+
+    quasi_identifiers: list[str]
+    sensitive: list[str]
+    _counter: TupleCounter
+
+    def input_columns(self) -> list[str]:
+        return [*self.quasi_identifiers, *self.sensitive]
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        self._require(schema, self.input_columns())
+        _refuse_nested(schema, self.input_columns())
+        for column in self.quasi_identifiers:
+            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
+        return schema
+
+    def observe(self, table: pa.Table) -> None:
+        self._counter.observe(table.select(self.input_columns()))
+
+    def merge(self, other: "GlobalStage") -> None:
+        """Add the tuple counts a copy of this stage observed over other partitions."""
+        if type(other) is not type(self) or other.input_columns() != self.input_columns():
+            raise TypeError("merge() takes a copy of the same k_anonymity stage")
+        if hasattr(self, "summary_"):
+            raise RuntimeError("k_anonymity: merge() after decide()")
+        self._counter.merge(other._counter)  # type: ignore[attr-defined]
+
+
 @register
-class KAnonymity(GlobalStage):
+class KAnonymity(TupleCountingStage):
     """Generalize quasi-identifiers to the optimal levels under k (+ l, t) and suppress the rest.
 
     Parameters follow :class:`privprep.schemas.stages.KAnonymityParams`; ``hierarchies`` maps each
@@ -152,27 +183,7 @@ class KAnonymity(GlobalStage):
             memory_tuples=params.memory_tuples,
         )
 
-    # -- the stage interface -----------------------------------------------------------------------
-    def input_columns(self) -> list[str]:
-        return [*self.quasi_identifiers, *self.sensitive]
-
-    def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        self._require(schema, self.input_columns())
-        _refuse_nested(schema, self.input_columns())
-        for column in self.quasi_identifiers:
-            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
-        return schema
-
-    def observe(self, table: pa.Table) -> None:
-        self._counter.observe(table.select(self.input_columns()))
-
-    def merge(self, other: "GlobalStage") -> None:
-        """Add the tuple counts a copy of this stage observed over other partitions."""
-        if not isinstance(other, KAnonymity) or other.input_columns() != self.input_columns():
-            raise TypeError("merge() takes a copy of the same k_anonymity stage")
-        if hasattr(self, "summary_"):
-            raise RuntimeError("k_anonymity: merge() after decide()")
-        self._counter.merge(other._counter)
+    # -- the stage interface: input_columns, output_schema, observe, merge from TupleCountingStage --------
 
     def decide(self) -> None:
         tuples = self._counter.result()

@@ -36,14 +36,14 @@ from .anonymity.lookup import TupleLookup
 from .anonymity.mondrian import Partitioning, Unreachable, partition
 from .anonymity.store import TupleStore
 from .anonymity.tuples import SPILL_TUPLES, DistinctTuples, TupleCounter
-from .base import GlobalStage, StageContext
+from .base import StageContext
 from .hierarchies import build_hierarchy, read_arx_csv
-from .k_anonymity import _l_criterion, _load, _refuse_nested, _size_histogram
+from .k_anonymity import TupleCountingStage, _l_criterion, _load, _size_histogram
 
 log = logging.getLogger(__name__)
 
 
-class MondrianKAnonymity(GlobalStage):
+class MondrianKAnonymity(TupleCountingStage):
     """Mondrian k-anonymity (+ l, t): each partition of at least k rows recoded on its own.
 
     Parameters as :class:`KAnonymity`'s; ``hierarchies`` are needed only for non-numeric
@@ -118,27 +118,7 @@ class MondrianKAnonymity(GlobalStage):
             memory_tuples=params.memory_tuples,
         )
 
-    # -- the stage interface -----------------------------------------------------------------------
-    def input_columns(self) -> list[str]:
-        return [*self.quasi_identifiers, *self.sensitive]
-
-    def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        self._require(schema, self.input_columns())
-        _refuse_nested(schema, self.input_columns())
-        for column in self.quasi_identifiers:
-            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.string()))
-        return schema
-
-    def observe(self, table: pa.Table) -> None:
-        self._counter.observe(table.select(self.input_columns()))
-
-    def merge(self, other: "GlobalStage") -> None:
-        """Add the tuple counts a copy of this stage observed over other partitions."""
-        if not isinstance(other, MondrianKAnonymity) or other.input_columns() != self.input_columns():
-            raise TypeError("merge() takes a copy of the same k_anonymity stage")
-        if hasattr(self, "summary_"):
-            raise RuntimeError("k_anonymity: merge() after decide()")
-        self._counter.merge(other._counter)
+    # -- the stage interface: input_columns, output_schema, observe, merge from TupleCountingStage --------
 
     def decide(self) -> None:
         tuples = self._counter.result()
