@@ -40,10 +40,11 @@ DEFAULT_MNIST = HERE.parents[1] / "shared" / "data" / "mnist"
 DIGITS_CLASSES = list(range(10))
 SPEED_CASES: list[tuple[str, tuple[int, int, int], int, tuple[str, ...]]] = [
     # model, image shape, batch, grad_sample_modes (the first is the stage's default)
-    ("cnn", (1, 8, 8), 256, ("ew", "hooks", "ghost")),
-    ("cnn", (1, 28, 28), 256, ("ew", "hooks", "ghost")),
-    ("scatter_linear", (1, 28, 28), 4096, ("ghost", "hooks", "ew")),
-    ("scatter_cnn", (1, 28, 28), 256, ("ghost", "hooks", "ew")),
+    ("cnn", (1, 8, 8), 256, ("bk", "ghost", "ew", "hooks")),
+    ("cnn", (1, 28, 28), 256, ("bk", "ghost", "ew", "hooks")),
+    ("scatter_linear", (1, 28, 28), 4096, ("bk", "ghost", "ew", "hooks")),
+    ("scatter_cnn", (1, 28, 28), 256, ("bk", "ghost", "ew", "hooks")),
+    ("scatter_cnn", (1, 28, 28), 1024, ("bk", "ghost")),
 ]
 
 
@@ -259,11 +260,8 @@ def bench_speed(args: argparse.Namespace, device: Any) -> None:
     import torch
     from opacus import PrivacyEngine
 
-    from privprep.transforms.train.dpsgd import _pass_through, _Rows, fresh_model
-    from privprep.transforms.train.ghost_conv import register
+    from privprep.transforms.train.dpsgd import _pass_through, _Rows, fresh_model, make_private
     from privprep.transforms.train.model import ScatterNet, trainable
-
-    register()  # as train_dp does
 
     print(f"\nstep time, median of {args.repeats} interleaved steps (non-private and DP-SGD alternate); "
           "ScatterNet models: the head on precomputed features")
@@ -282,12 +280,11 @@ def bench_speed(args: argparse.Namespace, device: Any) -> None:
             loader = torch.utils.data.DataLoader(_Rows(x, y), batch_size=batch, collate_fn=_pass_through)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore")
-                made = PrivacyEngine().make_private(
-                    module=dp_model, optimizer=torch.optim.SGD(dp_model.parameters(), lr=0.1), data_loader=loader,
-                    criterion=torch.nn.CrossEntropyLoss(), noise_multiplier=1.0, max_grad_norm=1.0, poisson_sampling=True,
-                    grad_sample_mode=mode,
+                private, dp_opt, criterion, _, used = make_private(  # as train_dp does
+                    PrivacyEngine(), module=dp_model, optimizer=torch.optim.SGD(dp_model.parameters(), lr=0.1), loader=loader,
+                    noise_multiplier=1.0, max_grad_norm=1.0, noise_generator=torch.Generator(device=device), mode=mode,
                 )
-            private, dp_opt, criterion = (made[0], made[1], made[2]) if len(made) == 4 else (made[0], made[1], loss)
+            assert used == mode
             steps[mode] = _step(private, dp_opt, criterion, x, y)
         times = _interleaved(steps, device, args.repeats)
         plain_ms = statistics.median(times["plain"]) * 1000

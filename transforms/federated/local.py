@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from privprep.transforms.train.data import Examples
-from privprep.transforms.train.dpsgd import _generator, _pass_through, _Rows, _run_steps, evaluate, fresh_model, pick_device
+from privprep.transforms.train.dpsgd import (
+    _generator, _pass_through, _Rows, _run_steps, default_grad_sample_mode, evaluate, fresh_model, make_private, pick_device,
+)
 from privprep.transforms.train.model import SmallCNN
 
 from .fedavg import Weights
@@ -86,12 +88,12 @@ def local_round(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
         engine = PrivacyEngine(accountant="rdp")  # its per-round history is not the site's account
-        private, optimizer, loader = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
-            max_grad_norm=settings.max_grad_norm, poisson_sampling=True,
-            noise_generator=_generator(seed, 2, where), grad_sample_mode="ew",
+        private, optimizer, criterion, loader, _ = make_private(
+            engine, module=model, optimizer=optimizer, loader=loader, noise_multiplier=noise_multiplier,
+            max_grad_norm=settings.max_grad_norm, noise_generator=_generator(seed, 2, where),
+            mode=default_grad_sample_mode("cnn"),
         )
-    taken = _run_steps(private, optimizer, loader, steps)
+    taken = _run_steps(private, optimizer, loader, steps, criterion=criterion)
     return LocalUpdate(weights=model_weights(private._module), num_examples=len(train), steps=taken)
 
 

@@ -9,9 +9,10 @@ history is reported beside it (RDP is looser than PRV).
 
 The ScatterNet models train their head on features computed **once** from the whole dataset before
 the first step (:func:`~.model.training_inputs`), never per step. Per-example gradients: Opacus'
-``grad_sample_mode`` — ``ghost`` (ghost clipping: per-example gradient norms without materializing
-per-example gradients, two backward passes) for the ScatterNet heads, ``ew`` (expanded weights) for
-the CNN (see :func:`default_grad_sample_mode` and ``benchmarks/bench_train.py``). A
+``grad_sample_mode`` — by default ``bk``, book-keeping ghost clipping (:mod:`.bookkeeping`: per-example
+gradient norms without materializing per-example gradients, and the clipped sum from the same single
+backward pass), for every model; Opacus' own ``ghost`` (two backward passes), ``ew`` (expanded weights)
+and ``hooks`` can be asked for (see :func:`default_grad_sample_mode` and ``benchmarks/bench_train.py``). A
 logical batch larger than ``physical_batch_size`` is processed in physical chunks by Opacus'
 ``BatchMemoryManager``, one noisy step per logical batch: the accounting is that of the logical
 (Poisson) batch, unchanged.
@@ -51,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import Examples
 from .model import build_model, trainable, training_inputs
-from .settings import ACCOUNTANTS, DpSgdSettings
+from .settings import ACCOUNTANTS, GRAD_SAMPLE_MODES, DpSgdSettings
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 1024
@@ -155,10 +156,44 @@ def fresh_model(shape: tuple[int, int, int], classes: int, seed: int | None, kin
 
 
 def default_grad_sample_mode(kind: str) -> str:
-    """``ew`` for the pixel CNN (the fastest measured on CPU, ``bench_train.py --part speed``); ``ghost`` for the
-    ScatterNet heads: per-example gradients never materialized, so logical batches of thousands fit in memory
-    (the linear head: 1.3x a non-private step against 10x with ``hooks`` or ``ew``)."""
-    return "ew" if kind == "cnn" else "ghost"
+    """``bk`` for every model: the fastest measured on CPU for each (``bench_train.py --part speed``: 1.4-1.6x a
+    non-private step, against 1.8-1.9x for Opacus' two-pass ``ghost`` and up to 36x for ``ew``/``hooks``, which
+    materialize per-example gradients), and it never holds per-example gradients, so logical batches of
+    thousands fit in memory."""
+    return "bk"
+
+
+def make_private(
+    engine: Any, *, module: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, noise_multiplier: float,
+    max_grad_norm: float, noise_generator: torch.Generator, mode: str,
+) -> tuple[nn.Module, Any, Callable[..., Any], DataLoader, str]:
+    """Opacus' ``make_private`` with Poisson sampling and per-example clipping by ``mode`` (one of
+    :data:`GRAD_SAMPLE_MODES`); returns (private module, optimizer, criterion, loader, the mode used).
+
+    ``bk`` is Opacus' ghost-clipping module, optimizer and accountant with :class:`.bookkeeping.BookKeepingLoss`
+    as the criterion; a network with a layer book-keeping does not handle falls back to ``ghost`` (said in the
+    returned mode). Under ``ghost`` and ``bk`` the conv layers' norms come from :mod:`.ghost_conv`.
+    """
+    from .bookkeeping import book_keeping_loss
+    from .ghost_conv import use_on
+
+    if mode not in GRAD_SAMPLE_MODES:
+        raise ValueError(f"grad_sample_mode must be one of {', '.join(GRAD_SAMPLE_MODES)}, not {mode!r}")
+    made = engine.make_private(
+        module=module, optimizer=optimizer, data_loader=loader, criterion=nn.CrossEntropyLoss(),
+        noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, poisson_sampling=True,
+        noise_generator=noise_generator, grad_sample_mode="ghost" if mode == "bk" else mode,
+    )
+    private, optimizer, criterion, loader = made if len(made) == 4 else (made[0], made[1], nn.CrossEntropyLoss(), made[2])
+    if mode in ("ghost", "bk"):
+        use_on(private)
+    if mode == "bk":
+        keeper = book_keeping_loss(private, nn.CrossEntropyLoss())
+        if keeper is None:
+            mode = "ghost"
+        else:
+            criterion = keeper
+    return private, optimizer, criterion, loader, mode
 
 
 def calibrate(settings: DpSgdSettings, sample_rate: float) -> tuple[float, int]:
@@ -190,9 +225,6 @@ def train_dp(
     """
     from opacus import PrivacyEngine
 
-    from .ghost_conv import register
-
-    register()  # the conv layers' per-example norms under ghost clipping
     started = time.perf_counter()
     where = pick_device(device)
     mode = settings.grad_sample_mode or default_grad_sample_mode(settings.model)
@@ -216,12 +248,10 @@ def train_dp(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
             engine = PrivacyEngine(accountant=settings.accountant)
-            made = engine.make_private(
-                module=head, optimizer=optimizer, data_loader=loader, criterion=nn.CrossEntropyLoss(),
-                noise_multiplier=sigma, max_grad_norm=settings.max_grad_norm, poisson_sampling=True,
-                noise_generator=_generator(settings.seed, 2, where), grad_sample_mode=mode,
+            private, optimizer, criterion, loader, mode = make_private(
+                engine, module=head, optimizer=optimizer, loader=loader, noise_multiplier=sigma,
+                max_grad_norm=settings.max_grad_norm, noise_generator=_generator(settings.seed, 2, where), mode=mode,
             )
-        private, optimizer, criterion, loader = made if len(made) == 4 else (made[0], made[1], nn.CrossEntropyLoss(), made[2])
         if abs(float(loader.sample_rate) - sample_rate) > 1e-12:  # pragma: no cover - the accounting assumes this rate
             raise RuntimeError(f"Opacus samples at {loader.sample_rate}, not the calibrated {sample_rate}")
         history: list[dict[str, float]] = []
@@ -328,6 +358,6 @@ def evaluate(model: nn.Module, examples: Examples, *, device: torch.device | str
 
 
 __all__ = [
-    "ACCOUNTANTS", "DpSgdSettings", "FitOutcome", "available_cpus", "calibrate", "default_grad_sample_mode", "evaluate",
-    "fresh_model", "idle_cpus", "pick_device", "torch_threads", "train_dp",
+    "ACCOUNTANTS", "GRAD_SAMPLE_MODES", "DpSgdSettings", "FitOutcome", "available_cpus", "calibrate", "default_grad_sample_mode", "evaluate",
+    "fresh_model", "idle_cpus", "make_private", "pick_device", "torch_threads", "train_dp",
 ]

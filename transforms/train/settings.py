@@ -40,6 +40,8 @@ from typing import Any
 
 from privprep.schemas.stages import ACCOUNTANTS, MODELS
 
+#: Per-example clipping modes (``grad_sample_mode``): ``bk`` (book-keeping, the default) and Opacus' own.
+GRAD_SAMPLE_MODES = ("bk", "ghost", "ew", "hooks")
 #: The settings :func:`choose_settings` fills when left out.
 CHOSEN = ("batch_size", "epochs", "learning_rate", "max_grad_norm", "momentum")
 _LARGE_ROWS = 10_000
@@ -77,6 +79,8 @@ class DpSgdSettings:
             raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
         if self.physical_batch_size is not None and self.physical_batch_size < 1:
             raise ValueError("physical_batch_size must be >= 1")
+        if self.grad_sample_mode is not None and self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ValueError(f"grad_sample_mode must be one of {', '.join(GRAD_SAMPLE_MODES)}")
         return self
 
     def replace(self, **changes: Any) -> "DpSgdSettings":

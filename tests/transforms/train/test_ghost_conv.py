@@ -18,12 +18,19 @@ def _per_example(torch: Any, model: Any, x: Any, y: Any) -> list[list[Any]]:
     return out
 
 
-@pytest.mark.parametrize("options", [{"padding": 1}, {"stride": 2, "padding": 2, "dilation": 2}, {"bias": False}, {"groups": 2}])
-def test_conv2d_norm_sample_is_the_per_example_gradient_norm(torch: Any, options: dict[str, Any]) -> None:
+@pytest.mark.parametrize("route", ["gram", "direct"])
+@pytest.mark.parametrize("options", [{"padding": 1}, {"stride": 2, "padding": 2, "dilation": 2}, {"bias": False}, {"groups": 2},
+                                     {"kernel_size": (2, 3), "stride": (1, 2), "padding": (0, 1)}])
+def test_conv2d_norm_sample_is_the_per_example_gradient_norm(torch: Any, options: dict[str, Any], route: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both routes (the input-position Gram and im2col) give each example's gradient norm, for any stride, padding, dilation."""
+    from privprep.transforms.train import ghost_conv
     from privprep.transforms.train.ghost_conv import conv2d_norm_sample
 
+    monkeypatch.setattr(ghost_conv, "gram_is_cheaper", lambda *args: route == "gram")
+    options = {"kernel_size": 3, **options}
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(4, 6, kernel_size=3, **options)
+    conv = torch.nn.Conv2d(4, 6, **options)
     x = torch.randn(5, 4, 9, 9)
     weights = torch.randn(5, 6, 1, 1)
     expected = []
@@ -44,9 +51,8 @@ def test_ghost_step_equals_the_clipped_per_example_sum(torch: Any) -> None:
     from opacus import PrivacyEngine
 
     from privprep.transforms.train.dpsgd import _pass_through, _Rows
-    from privprep.transforms.train.ghost_conv import register
+    from privprep.transforms.train.ghost_conv import conv2d_norm_sample, use_on
 
-    register()
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.GroupNorm(1, 2, affine=False), torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Tanh(),
                                 torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(16, 3))
@@ -65,8 +71,22 @@ def test_ghost_step_equals_the_clipped_per_example_sum(torch: Any) -> None:
             criterion=torch.nn.CrossEntropyLoss(), noise_multiplier=0.0, max_grad_norm=clip, poisson_sampling=False,
             grad_sample_mode="ghost",
         )
+        use_on(private)
+        assert private.NORM_SAMPLERS[torch.nn.Conv2d] is conv2d_norm_sample
+        assert type(private).NORM_SAMPLERS.get(torch.nn.Conv2d) is not conv2d_norm_sample  # this module only, not Opacus' table
         optimizer.zero_grad()
         criterion(private(x), y).backward()
         optimizer.step()
     for got, want in zip(model.parameters(), expected):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_cost_rule_picks_the_gram_route_for_many_channels_on_small_maps(torch: Any) -> None:
+    """The ScatterNet head's first layer (81 channels of 7×7) takes the Gram route, the pixel CNN's 8×8 first layer im2col."""
+    from privprep.transforms.train.ghost_conv import gram_is_cheaper
+
+    nn = torch.nn
+    assert gram_is_cheaper(nn.Conv2d(81, 32, 3, padding=1), (1, 81, 7, 7), (1, 32, 7, 7))
+    assert gram_is_cheaper(nn.Conv2d(32, 32, 3, padding=1), (1, 32, 6, 6), (1, 32, 6, 6))
+    assert not gram_is_cheaper(nn.Conv2d(1, 16, 8, stride=2, padding=2), (1, 1, 28, 28), (1, 16, 13, 13))
+    assert not gram_is_cheaper(nn.Conv2d(1, 16, 3, padding=1), (1, 1, 8, 8), (1, 16, 8, 8))

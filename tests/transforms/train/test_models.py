@@ -96,7 +96,7 @@ def test_a_scatter_model_reloads_and_classifies_raw_images(torch, kymatio, tmp_p
     result = fit(model="scatter_linear", model_dir=tmp_path / "model")
     card = json.loads((tmp_path / "model" / "model_card.json").read_text())
     assert card["model"]["architecture"] == "scatter-linear/1" and card["model"]["scattering"]["features"] == [9, 4, 4]
-    assert card["model"]["parameters"] == 9 * 4 * 4 * 10 + 10 and card["grad_sample_mode"] == "ghost"
+    assert card["model"]["parameters"] == 9 * 4 * 4 * 10 + 10 and card["grad_sample_mode"] == "bk"
     model = load_model(tmp_path / "model")
     images = torch.rand(5, 1, 8, 8) * 2 - 1
     with torch.no_grad():
