@@ -348,9 +348,11 @@ _CHOSEN = "default: chosen from the training rows, target_epsilon and model (the
 class DpSgdParams(StrictModel):
     """DP-SGD settings, shared by the ``train`` stage and federated training (each site's local DP-SGD)."""
 
-    model: Literal[MODELS] = Field(  # type: ignore[valid-type]
-        "cnn", description="cnn: a small tanh CNN on pixels; scatter_linear / scatter_cnn: a linear model / small CNN on "
-        "ScatterNet features (needs kymatio)")
+    model: Literal[MODELS] | None = Field(  # type: ignore[valid-type]
+        None, description="cnn: a small tanh CNN on pixels; scatter_linear / scatter_cnn: a linear model / small CNN on "
+        "ScatterNet features (needs kymatio). Default: chosen from the data: scatter_linear (the most accurate measured, "
+        "docs/training.md) for images of at least 8x8 pixels whose features fit in 4 GiB, with kymatio installed; else "
+        "cnn; federated and people-level training train cnn")
     target_epsilon: Epsilon
     delta: Annotated[float, Field(gt=0, lt=1)] | None = None
     epochs: Annotated[int, Field(ge=1)] | None = Field(None, description=_CHOSEN)

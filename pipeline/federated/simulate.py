@@ -92,7 +92,7 @@ def simulate(
     source = build_plan(loaded, with_ledger=False, log_warnings=False).source
     if source.rows is not None:
         _check_rows(source.rows, sites)
-    if params.model != "cnn":
+    if params.model not in (None, "cnn"):
         raise ConfigError(f"train.model: federated training trains model cnn only, not {params.model}")
     seed = seed if seed is not None else params.seed
     ledger = resolve_ledger_path(budget.ledger, loaded.base_dir).resolve()  # absolute: every site's run resolves it alike
@@ -145,13 +145,13 @@ def federated_settings(params: Any, *, rounds: int, local_epochs: int | None, se
     rows per site (:func:`~privprep.transforms.train.settings.choose_settings`, the rules of the ``train`` stage)."""
     from privprep.transforms.train.settings import CHOSEN, choose_settings
 
-    values, why = choose_settings(rows=max(site_rows, 1), target_epsilon=params.target_epsilon, model=params.model,
+    values, why = choose_settings(rows=max(site_rows, 1), target_epsilon=params.target_epsilon, model="cnn",
                                   given={k: getattr(params, k) for k in CHOSEN})
     if local_epochs is None:
         why = {**why, "local_epochs": f"the train stage's epochs ({values['epochs']}) spread over {rounds} round(s)"}
     return FederatedSettings(
         rounds=rounds, local_epochs=local_epochs or default_local_epochs(values["epochs"], rounds),
-        target_epsilon=params.target_epsilon, accountant=params.accountant, seed=seed, model=params.model,
+        target_epsilon=params.target_epsilon, accountant=params.accountant, seed=seed, model="cnn",
         reasons={**why, "rows": f"chosen for {site_rows:,} training rows per site"} if why else None, **values,
     )
 

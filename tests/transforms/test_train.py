@@ -42,7 +42,7 @@ def digits_table(rows: int, *, classes: int = 10, seed: int = 0) -> pa.Table:
 
 def stage(**overrides) -> Train:
     params = dict(image="image", label="label", classes=DIGITS, target_epsilon=2.0, epochs=2, seed=0,
-                  pixel_range=(0, 16), accountant="rdp")
+                  pixel_range=(0, 16), accountant="rdp", model="cnn")
     params.update(overrides)
     return Train(**params)
 

@@ -5,7 +5,7 @@ scattering transform of Oyallon & Mallat instead of the pixels: the features are
 computing them costs no privacy budget, and a linear model or a small CNN on them reaches 98.7% on
 MNIST at ε = 3. The transform here is kymatio's ``Scattering2D`` with ``L = 8`` angles and ``J`` scales
 (``J = 2`` for images of at least 16×16 pixels, else ``J = 1``): a (C, H, W) image becomes
-``C·K`` channels of (H/2^J, W/2^J), ``K = 1 + 8J + 32J(J-1)`` (81 channels of 7×7 for MNIST).
+``C·K`` channels of (⌊H/2^J⌋, ⌊W/2^J⌋), ``K = 1 + 8J + 32J(J-1)`` (81 channels of 7×7 for MNIST).
 
 The features of a whole dataset are computed **once** before training (:func:`scatter_features`, in
 chunks, no gradient), never per step; the trained model wraps the same transform in front of its head
@@ -18,8 +18,8 @@ Needs torch and kymatio (the ``train`` extra).
 
 >>> scatter_scale((1, 28, 28)), scatter_shape((1, 28, 28))
 (2, (81, 7, 7))
->>> scatter_scale((1, 8, 8)), scatter_shape((1, 8, 8))
-(1, (9, 4, 4))
+>>> scatter_scale((1, 8, 8)), scatter_shape((1, 8, 8)), scatter_shape((1, 9, 9))
+(1, (9, 4, 4), (9, 4, 4))
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def scatter_shape(shape: tuple[int, int, int] | list[int], scale: int | None = N
     """(channels, height, width) of the scattering features of images of ``shape``."""
     j = scatter_scale(shape) if scale is None else int(scale)
     per_channel = 1 + ANGLES * j + ANGLES * ANGLES * j * (j - 1) // 2
-    return int(shape[0]) * per_channel, -(-int(shape[1]) // 2**j), -(-int(shape[2]) // 2**j)
+    return int(shape[0]) * per_channel, int(shape[1]) // 2**j, int(shape[2]) // 2**j  # kymatio's output: floor(side / 2^J)
 
 
 @functools.lru_cache(maxsize=8)

@@ -93,6 +93,42 @@ def _power_of_two(value: float, low: int, high: int) -> int:
     return int(min(high, max(low, 2 ** round(math.log2(max(value, 1.0))))))
 
 
+#: The largest ScatterNet feature array (bytes, float32) for which a left-out ``model`` is ``scatter_linear``.
+SCATTER_FEATURE_BYTES = 4 << 30
+_SCATTER_MIN_SIDE = 8
+
+
+def choose_model(*, shape: tuple[int, ...], rows: int, given: str | None, scatter_available: bool = True) -> tuple[str, str | None]:
+    """``given``, or the model for ``rows`` images of ``shape`` (C, H, W) when it is left out, and why.
+
+    ``scatter_linear`` (ScatterNet features + a linear layer: on MNIST 98.3% at epsilon 1 and 98.7% at 3, on the
+    8x8 sample digits 98.3% at 3, the most accurate measured; docs/training.md) for images of at least 8x8
+    pixels whose features (computed once, held in memory) fit in :data:`SCATTER_FEATURE_BYTES`; else ``cnn``.
+
+    >>> choose_model(shape=(1, 28, 28), rows=60_000, given=None)[0]
+    'scatter_linear'
+    >>> choose_model(shape=(1, 4, 4), rows=500, given=None)[0], choose_model(shape=(1, 28, 28), rows=60_000, given="cnn")
+    ('cnn', ('cnn', None))
+    """
+    if given is not None:
+        return given, None
+    from .scatter import scatter_shape
+
+    c, h, w = (int(v) for v in shape)
+    if min(h, w) < _SCATTER_MIN_SIDE:
+        return "cnn", f"cnn: images of {h}x{w} pixels are below the {_SCATTER_MIN_SIDE}x{_SCATTER_MIN_SIDE} the ScatterNet models need"
+    if not scatter_available:
+        return "cnn", "cnn: kymatio (the ScatterNet models' transform, in the train extra) is not installed"
+    f = scatter_shape((c, h, w))
+    size = int(rows) * f[0] * f[1] * f[2] * 4
+    if size > SCATTER_FEATURE_BYTES:
+        return "cnn", (f"cnn: the ScatterNet features of {rows:,} rows would take {size / 2**30:.1f} GiB in memory "
+                       f"(more than {SCATTER_FEATURE_BYTES / 2**30:.0f} GiB)")
+    return "scatter_linear", (f"scatter_linear: ScatterNet features ({f[0]}x{f[1]}x{f[2]}, computed once, "
+                              f"{size / 2**30:.2f} GiB) and a linear layer, the most accurate model measured at every epsilon "
+                              "(docs/training.md)")
+
+
 def choose_settings(*, rows: int, target_epsilon: float, model: str, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """The values of :data:`CHOSEN` (``given`` where not None, else chosen from ``rows``, ``target_epsilon``
     and ``model``) and, for each chosen one, why."""

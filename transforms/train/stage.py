@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 from .budget import budget_delta, check_budget, record_spend
 from .card import library_versions, write_model_dir
 from .data import Examples, default_delta, examples_from_table, holdout_split, read_columns
-from .settings import CHOSEN, DpSgdSettings, choose_settings
+from .settings import CHOSEN, DpSgdSettings, choose_model, choose_settings
 
 log = logging.getLogger(__name__)
 EXTRA_HINT = "pip install torch==2.13.0 && pip install 'privprep[train]'"
@@ -68,7 +68,7 @@ def require_scatter_extra() -> None:
 def chosen_settings(settings: DpSgdSettings, why: dict[str, str], outcome: Any, *, train_rows: int) -> dict[str, Any]:
     """For the model card: each DP-SGD setting, whether the config gave it or the default chose it, and why."""
     entry: dict[str, Any] = {}
-    for name in CHOSEN:
+    for name in ("model", *CHOSEN):
         value = getattr(settings, name)
         entry[name] = {"value": value, "source": "default" if name in why else "config",
                        **({"reason": why[name]} if name in why else {})}
@@ -162,7 +162,7 @@ class Train(SinkStage):
         seed: int | None = None,
         device: str | None = None,
         threads: int | None = None,
-        model: str = "cnn",
+        model: str | None = None,
         path: str = "train",
         privacy_unit: str | None = None,
         rows_per_person: int = 1,
@@ -210,7 +210,7 @@ class Train(SinkStage):
                 f"label column '{params.label}' needs declared categories (the classes), e.g. "
                 f"columns.{params.label}: {{role: insensitive, categories: [0, 1, 2]}}"
             )
-        if params.model != "cnn":
+        if params.model not in (None, "cnn"):
             require_scatter_extra()
         stage = cls.__new__(cls)  # params were validated with the config: not again
         stage._setup(params, classes=list(label.categories), device=None, threads=None, path=context.path,
@@ -250,14 +250,18 @@ class Train(SinkStage):
         train_rows, held_rows = holdout_split(len(examples), p.holdout, rng)
         check_budget(account, epsilon=p.target_epsilon, delta=delta, stage=self.path)
         require_training_extra()
-        if p.model != "cnn":
+        model, model_why = choose_model(shape=examples.images.shape[1:], rows=len(examples), given=p.model,
+                                        scatter_available=importlib.util.find_spec("kymatio") is not None)
+        if model != "cnn":
             require_scatter_extra()
         from .dpsgd import train_dp  # torch is imported here, not before
 
-        values, why = choose_settings(rows=len(train_rows), target_epsilon=p.target_epsilon, model=p.model,
+        values, why = choose_settings(rows=len(train_rows), target_epsilon=p.target_epsilon, model=model,
                                       given={k: getattr(p, k) for k in CHOSEN})
+        if model_why is not None:
+            why = {"model": model_why, **why}
         settings = DpSgdSettings(target_epsilon=p.target_epsilon, delta=delta, accountant=p.accountant, seed=self.seed,
-                                 model=p.model, **values)
+                                 model=model, **values)
         log.info("training on %d rows (%d held out), target epsilon %g", len(train_rows), len(held_rows), p.target_epsilon)
         outcome = train_dp(
             examples.take(train_rows), examples.take(held_rows), settings,
@@ -266,7 +270,7 @@ class Train(SinkStage):
         card = self._card(examples, train_rows, held_rows, settings, outcome, delta_source)
         card["chosen_settings"] = chosen_settings(settings, why, outcome, train_rows=len(train_rows))
         card["warnings"] = accuracy_warnings(outcome.accuracy, examples.labels[held_rows], classes=len(self.classes),
-                                             epsilon=p.target_epsilon, rows=len(train_rows), model=p.model)
+                                             epsilon=p.target_epsilon, rows=len(train_rows), model=model)
         for warning in card["warnings"]:
             log.warning("%s", warning)
         record_spend(account, epsilon=outcome.epsilon, delta=delta, details={

@@ -190,14 +190,16 @@ def fit_user_level(stage: Any, table: pa.Table, *, account: Any, model_dir: Path
     train_rows, held_rows = holdout_people(people, p.holdout, rng)
     check_budget(account, epsilon=p.target_epsilon, delta=delta, stage=stage.path)
     require_training_extra()
-    if p.model != "cnn":
+    if p.model not in (None, "cnn"):
         raise ConfigError(f"{stage.path}.model: DP-SGD at the level of people (budget.privacy_unit) trains model cnn only, "
                           f"not {p.model}")
     # Left-out settings are chosen as for rows, counting people: a step samples people, not rows.
-    values, why = choose_settings(rows=len(np.unique(people[train_rows])), target_epsilon=p.target_epsilon, model=p.model,
+    values, why = choose_settings(rows=len(np.unique(people[train_rows])), target_epsilon=p.target_epsilon, model="cnn",
                                   given={k: getattr(p, k) for k in CHOSEN})
+    if p.model is None:
+        why = {"model": "cnn: DP-SGD at the level of people trains the CNN", **why}
     settings = DpSgdSettings(target_epsilon=p.target_epsilon, delta=delta, accountant=p.accountant, seed=stage.seed,
-                             model=p.model, **values)
+                             model="cnn", **values)
     outcome = train_user_dp(examples.take(train_rows), people[train_rows], examples.take(held_rows), settings,
                             classes=len(stage.classes), rows_per_person=stage.rows_per_person,
                             device=stage.device, threads=stage.threads)
@@ -214,7 +216,7 @@ def fit_user_level(stage: Any, table: pa.Table, *, account: Any, model_dir: Path
     card.pop("delta_below_one_over_rows", None)
     card["chosen_settings"] = chosen_settings(settings, why, outcome, train_rows=train_people)
     card["warnings"] = accuracy_warnings(outcome.accuracy, examples.labels[held_rows], classes=len(stage.classes),
-                                         epsilon=p.target_epsilon, rows=train_people, model=p.model)
+                                         epsilon=p.target_epsilon, rows=train_people, model="cnn")
     record_spend(account, epsilon=outcome.epsilon, delta=delta, details={
         **{k: card[k] for k in ("accountant", "target_epsilon", "epsilon_by_accountant", "noise_multiplier", "sample_rate",
                                 "steps", "rows", "people")}, "privacy_unit": stage.privacy_unit,

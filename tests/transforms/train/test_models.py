@@ -33,7 +33,7 @@ def digits_table(rows: int, *, seed: int = 0) -> pa.Table:
 
 
 def fit(rows: int = 300, model_dir: Path | None = None, **params):
-    stage = Train(image="image", label="label", classes=DIGITS, seed=0, **{"target_epsilon": 2.0, "epochs": 2, **params})
+    stage = Train(image="image", label="label", classes=DIGITS, seed=0, **{"target_epsilon": 2.0, "epochs": 2, "model": "cnn", **params})
     return stage.fit(digits_table(rows), account=SpendLog(), model_dir=model_dir)
 
 
@@ -141,3 +141,16 @@ def test_a_budget_that_buys_a_near_random_model_is_a_warning_in_the_card_report_
     assert report["stages"][-1]["warnings"] == card["warnings"] and card["warnings"][0] in report["warnings"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "close to chance" in html and "Settings" in html
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 9), (1, 30, 17), (3, 12, 12)])
+def test_scatter_feature_shapes_match_the_transform_for_odd_and_rectangular_images(torch, kymatio, shape) -> None:
+    """The features' shape (what the head is built for) is kymatio's: floor(side / 2^J), also for odd sides."""
+    from privprep.transforms.train.model import build_model
+    from privprep.transforms.train.scatter import scatter_features
+
+    model = build_model("scatter_linear", shape, classes=3)
+    images = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+    features = scatter_features(images, scale=model.scale)
+    assert features.shape == (4, *model.feature_shape)
+    assert model(torch.from_numpy(images)).shape == (4, 3)

@@ -66,7 +66,7 @@ def test_settings_keep_values_as_given_and_validate_once_with_the_config_rules()
 def test_the_stage_keeps_its_parameters_as_given(monkeypatch) -> None:
     stage = Train(image="image", label="label", classes=[0, 1], target_epsilon=2.0, batch_size=32)
     assert stage.params.batch_size == 32 and stage.params.epochs is None and stage.params.momentum is None
-    assert repr(stage) == "Train(image='image', label='label', model='cnn', target_epsilon=2.0, batch_size=32, accountant='prv', holdout=0.2)"
+    assert repr(stage) == "Train(image='image', label='label', target_epsilon=2.0, batch_size=32, accountant='prv', holdout=0.2)"
     with pytest.raises(ConfigError, match="model"):
         Train(image="image", label="label", classes=[0, 1], target_epsilon=2.0, model="resnet")
 
@@ -83,3 +83,21 @@ def test_from_config_does_not_validate_the_params_again(monkeypatch) -> None:
     columns = {"label": SimpleNamespace(categories=[0, 1]), "image": SimpleNamespace(bounds=[0, 16])}
     built = Train.from_config(params, context=SimpleNamespace(columns=columns, path="stages[0].train"))
     assert built.params is params and calls == [] and built.pixel_range == (0.0, 16.0)
+
+
+def test_a_left_out_model_is_chosen_from_the_images_the_rows_and_what_is_installed() -> None:
+    """scatter_linear where it fits (8x8 and up, features within 4 GiB, kymatio there), else cnn; a given model stays."""
+    from privprep.transforms.train.settings import SCATTER_FEATURE_BYTES, choose_model
+
+    assert choose_model(shape=(1, 28, 28), rows=70_000, given=None)[0] == "scatter_linear"   # 81x7x7 features: 1.0 GiB
+    assert choose_model(shape=(1, 8, 8), rows=4_000, given=None)[0] == "scatter_linear"      # 9x4x4
+    per_row = 81 * 7 * 7 * 4
+    fits = SCATTER_FEATURE_BYTES // per_row
+    assert choose_model(shape=(1, 28, 28), rows=fits, given=None)[0] == "scatter_linear"
+    model, why = choose_model(shape=(1, 28, 28), rows=fits + 1, given=None)
+    assert model == "cnn" and "GiB in memory" in why
+    model, why = choose_model(shape=(1, 6, 6), rows=100, given=None)
+    assert model == "cnn" and "6x6" in why
+    model, why = choose_model(shape=(1, 28, 28), rows=100, given=None, scatter_available=False)
+    assert model == "cnn" and "kymatio" in why
+    assert choose_model(shape=(1, 28, 28), rows=100, given="scatter_cnn") == ("scatter_cnn", None)
