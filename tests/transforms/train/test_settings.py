@@ -26,6 +26,8 @@ from privprep.transforms.train.settings import CHOSEN, DpSgdSettings, choose_set
     (60000, "scatter_linear", 3.0, (4096, 40, 4.0, 0.1, 0.9)),
     (60000, "scatter_linear", 1.0, (4096, 20, 4.0, 0.1, 0.9)),
     (3200, "scatter_cnn", 3.0, (256, 40, 1.0, 0.1, 0.9)),
+    (32000, "scatter_cnn", 3.0, (2048, 40, 2.0, 0.1, 0.9)),     # lr = batch / 1024 within 1..4
+    (60000, "scatter_cnn", 1.0, (4096, 20, 4.0, 0.1, 0.9)),
     (200_000, "scatter_linear", 3.0, (4096, 40, 4.0, 0.1, 0.9)),  # 12500 -> 16384, capped at 4096
 ])
 def test_defaults_are_chosen_from_the_rows_epsilon_and_model(rows, model, epsilon, expected) -> None:
