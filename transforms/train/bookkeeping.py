@@ -92,7 +92,8 @@ class BookKeepingLoss:
         base = type(module).NORM_SAMPLERS
         module.NORM_SAMPLERS = {**base, nn.Conv2d: self._recording(conv2d_norm_sample),
                                 nn.Linear: self._recording(base[nn.Linear])}
-        self.handles = [layer.register_forward_hook(self._keep) for layer in self.layers]
+        for layer in self.layers:
+            layer.register_forward_hook(self._keep)
 
     def _recording(self, sampler: Callable[..., dict[Any, torch.Tensor]]) -> Callable[..., dict[Any, torch.Tensor]]:
         def norms(layer: nn.Module, activations: list[torch.Tensor], backprops: torch.Tensor) -> dict[Any, torch.Tensor]:
@@ -131,12 +132,6 @@ class BookKeepingLoss:
             activations, backprops = self.records.pop(layer)
             for param, grad in clipped_sum(layer, activations, backprops, factors).items():
                 param.grad = grad
-
-    def remove(self) -> None:
-        """Detach the forward hooks (the private module keeps working with Opacus' own loss)."""
-        for handle in self.handles:
-            handle.remove()
-        self.module.NORM_SAMPLERS = type(self.module).NORM_SAMPLERS
 
 
 class _Loss:

@@ -15,8 +15,8 @@ computes the norm alone, by the cheaper of two exact routes:
   kernels (the pixel CNN's first layer: 1 channel, 8×8 kernel).
 
 Same values as Opacus' per-example gradients, to float rounding (``tests/transforms/train/test_ghost_conv.py``);
-``bench_train.py --part speed`` measures the step time. :func:`norm_samplers` gives the table a private
-module uses (set on that module only, so nothing changes for other Opacus users in the process).
+``bench_train.py --part speed`` measures the step time. :func:`use_on` sets it on one private
+module (nothing changes for other Opacus users in the process).
 """
 
 from __future__ import annotations
@@ -109,14 +109,9 @@ def conv2d_norm_sample(layer: nn.Conv2d, activations: list[torch.Tensor], backpr
     return ret
 
 
-def norm_samplers(base: dict[Any, Any]) -> dict[Any, Any]:
-    """``base`` (a private module's class table of norm samplers) with :func:`conv2d_norm_sample` for ``nn.Conv2d``."""
-    return {**base, nn.Conv2d: conv2d_norm_sample}
-
-
 def use_on(module: Any) -> None:
     """Make ``module`` (an Opacus ghost-clipping module) use :func:`conv2d_norm_sample`; other modules are untouched."""
-    module.NORM_SAMPLERS = norm_samplers(type(module).NORM_SAMPLERS)
+    module.NORM_SAMPLERS = {**type(module).NORM_SAMPLERS, nn.Conv2d: conv2d_norm_sample}
 
 
-__all__ = ["conv2d_norm_sample", "gram_is_cheaper", "norm_samplers", "use_on"]
+__all__ = ["conv2d_norm_sample", "gram_is_cheaper", "use_on"]

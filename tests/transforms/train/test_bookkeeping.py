@@ -9,16 +9,6 @@ import numpy as np
 import pytest
 
 
-def _per_example(torch: Any, model: Any, x: Any, y: Any) -> list[list[Any]]:
-    """Each example's gradient of every parameter, by plain autograd, one example at a time."""
-    out = []
-    for i in range(len(x)):
-        model.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
-        out.append([p.grad.detach().clone() for p in model.parameters()])
-    return out
-
-
 def _one_step(torch: Any, model: Any, x: Any, y: Any, *, mode: str, clip: float, sigma: float = 0.0) -> str:
     """One DP-SGD step (SGD, lr 1) of ``model`` on the batch (x, y) by ``make_private``; the mode it used."""
     from opacus import PrivacyEngine
@@ -45,13 +35,13 @@ def _network(torch: Any) -> Any:
                          nn.Tanh(), nn.Linear(5, 3))
 
 
-def test_a_book_keeping_step_is_the_mean_of_the_clipped_per_example_gradients(torch: Any) -> None:
+def test_a_book_keeping_step_is_the_mean_of_the_clipped_per_example_gradients(torch: Any, per_example: Any) -> None:
     """Without noise, one step moves the weights by exactly -(1/B) Σ_i min(1, C/‖g_i‖) g_i, with every example clipped."""
     torch.manual_seed(3)
     model = _network(torch)
     x, y = torch.randn(7, 2, 6, 6), torch.tensor([0, 1, 2, 0, 1, 2, 0])
     clip = 0.05
-    grads = _per_example(torch, model, x, y)
+    grads = per_example(model, x, y)
     factors = [min(1.0, clip / (float(torch.sqrt(sum((g ** 2).sum() for g in gs))) + 1e-6)) for gs in grads]
     assert max(factors) < 1.0
     expected = [p.detach() - sum(f * gs[k] for f, gs in zip(factors, grads)) / len(x) for k, p in enumerate(model.parameters())]

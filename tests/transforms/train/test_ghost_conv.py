@@ -8,16 +8,6 @@ from typing import Any
 import pytest
 
 
-def _per_example(torch: Any, model: Any, x: Any, y: Any) -> list[list[Any]]:
-    """Each example's gradient of every parameter, by plain autograd, one example at a time."""
-    out = []
-    for i in range(len(x)):
-        model.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
-        out.append([p.grad.detach().clone() for p in model.parameters()])
-    return out
-
-
 @pytest.mark.parametrize("route", ["gram", "direct"])
 @pytest.mark.parametrize("options", [{"padding": 1}, {"stride": 2, "padding": 2, "dilation": 2}, {"bias": False}, {"groups": 2},
                                      {"kernel_size": (2, 3), "stride": (1, 2), "padding": (0, 1)}])
@@ -46,7 +36,7 @@ def test_conv2d_norm_sample_is_the_per_example_gradient_norm(torch: Any, options
         assert torch.allclose(got[param], torch.stack([e[k] for e in expected]), rtol=1e-4, atol=1e-6)
 
 
-def test_ghost_step_equals_the_clipped_per_example_sum(torch: Any) -> None:
+def test_ghost_step_equals_the_clipped_per_example_sum(torch: Any, per_example: Any) -> None:
     """One ghost-clipping step without noise moves the weights by the mean of per-example gradients clipped to C."""
     from opacus import PrivacyEngine
 
@@ -58,7 +48,7 @@ def test_ghost_step_equals_the_clipped_per_example_sum(torch: Any) -> None:
                                 torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x, y = torch.randn(6, 2, 6, 6), torch.tensor([0, 1, 2, 0, 1, 2])
     clip = 0.05
-    grads = _per_example(torch, model, x, y)
+    grads = per_example(model, x, y)
     before = [p.detach().clone() for p in model.parameters()]
     factors = [min(1.0, clip / (float(torch.sqrt(sum((g ** 2).sum() for g in gs))) + 1e-6)) for gs in grads]
     assert max(factors) < 1.0  # every example is clipped
